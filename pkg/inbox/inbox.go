@@ -1,0 +1,768 @@
+// Package inbox is the receiver's durable event queue: a bbolt file written by
+// one group-commit goroutine, so that many concurrent webhook requests share
+// one fsync. An event is acknowledged only after the transaction that holds it
+// is on disk. The inbox also keeps the job records shown by /api/v1/jobs.
+package inbox
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+)
+
+// Entry states.
+const (
+	StatePending = "pending"
+	StateDone    = "done"
+	StateFailed  = "failed"
+)
+
+var (
+	bucketEvents  = []byte("events")
+	bucketIDs     = []byte("ids")
+	bucketObjects = []byte("objects")
+	bucketJobs    = []byte("jobs")
+
+	// ErrClosed is returned by operations on a closed inbox.
+	ErrClosed = errors.New("inbox closed")
+)
+
+// Item is one accepted webhook request, before it is stored.
+type Item struct {
+	// ID is the sender's idempotency id (the forwarder payload's "id"); empty
+	// when the body has none. A second item with the same ID is dropped.
+	ID string
+	// ObjectKey identifies the Kubernetes object (cluster/uid) and
+	// ResourceVersion its state; both empty for bodies that are not
+	// forwarder events.
+	ObjectKey       string
+	ResourceVersion string
+	// Initial marks an event from a forwarder's initial list. It is dropped
+	// when the same object state was already accepted.
+	Initial bool
+	// Deleted marks a DELETED event; the object's recorded state is removed.
+	Deleted bool
+
+	Endpoint   string
+	Headers    map[string]string
+	ReceivedAt time.Time
+	UUID       string
+	Payload    json.RawMessage
+}
+
+// Result tells what Append did with an item.
+type Result struct {
+	Seq       uint64 // sequence of the stored entry (or of the earlier duplicate)
+	Duplicate bool   // true when the item was acknowledged and dropped
+	Reason    string // why it was dropped: "duplicate-id" or "initial-seen"
+}
+
+// Entry is a stored event.
+type Entry struct {
+	Seq        uint64            `json:"seq"`
+	ID         string            `json:"id,omitempty"`
+	UUID       string            `json:"uuid"`
+	Endpoint   string            `json:"endpoint"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	ReceivedAt time.Time         `json:"received_at"`
+	State      string            `json:"state"`
+	Reason     string            `json:"reason,omitempty"`
+	Rules      []string          `json:"rules,omitempty"`
+	Jobs       []uint64          `json:"jobs,omitempty"`
+	DoneAt     *time.Time        `json:"done_at,omitempty"`
+	Payload    json.RawMessage   `json:"payload,omitempty"`
+}
+
+// Outcome is what the dispatcher records when an entry's actions finished.
+type Outcome struct {
+	State  string // StateDone or StateFailed
+	Reason string
+	Rules  []string
+	Jobs   []uint64
+}
+
+// Job is a job record (a Controller job or a local ansible-playbook run).
+type Job struct {
+	ID              uint64         `json:"id"`
+	EventSeq        uint64         `json:"event_seq"`
+	EventUUID       string         `json:"event_uuid,omitempty"`
+	Ruleset         string         `json:"ruleset"`
+	Rule            string         `json:"rule"`
+	Action          string         `json:"action"`
+	Name            string         `json:"name"`
+	Organization    string         `json:"organization,omitempty"`
+	Lane            string         `json:"lane,omitempty"`
+	Status          string         `json:"status"`
+	Error           string         `json:"error,omitempty"`
+	ControllerJobID int64          `json:"controller_job_id,omitempty"`
+	URL             string         `json:"url,omitempty"`
+	LogPath         string         `json:"log_path,omitempty"`
+	Attempts        int            `json:"attempts,omitempty"`
+	Coalesced       int            `json:"coalesced,omitempty"`
+	Created         time.Time      `json:"created"`
+	Started         *time.Time     `json:"started,omitempty"`
+	Finished        *time.Time     `json:"finished,omitempty"`
+	DurationSeconds float64        `json:"duration_seconds,omitempty"`
+	Artifacts       map[string]any `json:"artifacts,omitempty"`
+}
+
+// Options configure an inbox.
+type Options struct {
+	// Dir is the state directory; it is created if missing.
+	Dir string
+	// RetainAge and RetainCount bound how long and how many finished entries
+	// (and job records) are kept for /api/v1. Pending entries are never removed.
+	RetainAge   time.Duration
+	RetainCount int
+	// CompactInterval is how often compaction runs (default 1 minute).
+	CompactInterval time.Duration
+	// MaxBatch bounds the operations committed in one transaction (default 1024).
+	MaxBatch int
+	Logger   *zap.Logger
+	// Registerer receives the inbox metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opComplete
+	opPutJob
+	opCompact
+)
+
+type op struct {
+	kind    opKind
+	item    *Item
+	seq     uint64
+	outcome Outcome
+	job     *Job
+	res     Result
+	err     error
+	done    chan *op
+}
+
+// Inbox is the durable queue. It is safe for concurrent use.
+type Inbox struct {
+	db      *bolt.DB
+	opts    Options
+	log     *zap.Logger
+	ops     chan *op
+	notify  chan struct{}
+	closing chan struct{}
+	stopped chan struct{}
+	mu      sync.RWMutex // guards closed against concurrent submit
+	closed  bool
+	pending atomic.Int64
+	done    atomic.Int64 // finished entries currently retained
+	m       metrics
+	opPool  sync.Pool
+}
+
+type metrics struct {
+	depth     prometheus.GaugeFunc
+	commits   prometheus.Counter
+	batchSize prometheus.Histogram
+	dropped   *prometheus.CounterVec
+	compacted prometheus.Counter
+}
+
+// Open opens (creating if needed) the inbox under opts.Dir.
+func Open(opts Options) (*Inbox, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("inbox: state directory is empty")
+	}
+	if opts.RetainAge <= 0 {
+		opts.RetainAge = 24 * time.Hour
+	}
+	if opts.RetainCount <= 0 {
+		opts.RetainCount = 10000
+	}
+	if opts.CompactInterval <= 0 {
+		opts.CompactInterval = time.Minute
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("inbox: create state directory: %w", err)
+	}
+	path := filepath.Join(opts.Dir, "inbox.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:         5 * time.Second,
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: open %s: %w", path, err)
+	}
+	in := &Inbox{
+		db: db, opts: opts, log: opts.Logger,
+		ops:     make(chan *op, 4*opts.MaxBatch),
+		notify:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	in.opPool.New = func() any { return &op{done: make(chan *op, 1)} }
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEvents, bucketIDs, bucketObjects, bucketJobs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
+			e, err := decodeEntry(v, false)
+			if err != nil {
+				return err
+			}
+			if e.State == StatePending {
+				in.pending.Add(1)
+			} else {
+				in.done.Add(1)
+			}
+			return nil
+		})
+	}); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("inbox: initialise %s: %w", path, err)
+	}
+	in.initMetrics(opts.Registerer)
+	go in.writer()
+	return in, nil
+}
+
+func (in *Inbox) initMetrics(reg prometheus.Registerer) {
+	in.m.depth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "receiver_inbox_depth", Help: "Events accepted and not yet finished.",
+	}, func() float64 { return float64(in.pending.Load()) })
+	in.m.commits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "receiver_inbox_commits_total", Help: "Inbox transactions committed (each one fsync).",
+	})
+	in.m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "receiver_inbox_batch_size", Help: "Operations per inbox transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 4, 6),
+	})
+	in.m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "receiver_inbox_dropped_total", Help: "Acknowledged events that were not stored, by reason.",
+	}, []string{"reason"})
+	in.m.compacted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "receiver_inbox_compacted_total", Help: "Finished entries removed by compaction.",
+	})
+	if reg != nil {
+		reg.MustRegister(in.m.depth, in.m.commits, in.m.batchSize, in.m.dropped, in.m.compacted)
+	}
+}
+
+// Notify returns a channel that receives a value after new entries were
+// committed. It has a buffer of one; readers re-scan after each receive.
+func (in *Inbox) Notify() <-chan struct{} { return in.notify }
+
+// Depth is the number of pending entries.
+func (in *Inbox) Depth() int { return int(in.pending.Load()) }
+
+func (in *Inbox) submit(ctx context.Context, o *op) error {
+	in.mu.RLock()
+	if in.closed {
+		in.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case in.ops <- o:
+	case <-ctx.Done():
+		in.mu.RUnlock()
+		return ctx.Err()
+	}
+	in.mu.RUnlock()
+	// Once queued, the writer always answers (it drains the queue on close),
+	// so wait without the context: the caller's answer must match the disk.
+	<-o.done
+	return o.err
+}
+
+func (in *Inbox) getOp() *op {
+	o := in.opPool.Get().(*op)
+	return o
+}
+
+func (in *Inbox) putOp(o *op) {
+	done := o.done
+	*o = op{done: done}
+	in.opPool.Put(o)
+}
+
+// Append stores an item durably and returns only after the transaction that
+// holds it was synced to disk (or the item was recognised as a duplicate).
+func (in *Inbox) Append(ctx context.Context, it *Item) (Result, error) {
+	o := in.getOp()
+	o.kind, o.item = opAppend, it
+	err := in.submit(ctx, o)
+	res := o.res
+	if err == nil {
+		in.putOp(o)
+	}
+	return res, err
+}
+
+// Complete records the outcome of an entry's actions.
+func (in *Inbox) Complete(ctx context.Context, seq uint64, out Outcome) error {
+	o := in.getOp()
+	o.kind, o.seq, o.outcome = opComplete, seq, out
+	err := in.submit(ctx, o)
+	if err == nil {
+		in.putOp(o)
+	}
+	return err
+}
+
+// PutJob creates (ID 0) or replaces a job record and returns its ID.
+func (in *Inbox) PutJob(ctx context.Context, j Job) (uint64, error) {
+	o := in.getOp()
+	o.kind, o.job = opPutJob, &j
+	err := in.submit(ctx, o)
+	id := o.job.ID
+	if err == nil {
+		in.putOp(o)
+	}
+	return id, err
+}
+
+// Compact removes finished entries and job records beyond the retention now.
+func (in *Inbox) Compact(ctx context.Context) error {
+	o := in.getOp()
+	o.kind = opCompact
+	err := in.submit(ctx, o)
+	if err == nil {
+		in.putOp(o)
+	}
+	return err
+}
+
+// Close stops the writer after it has committed everything queued.
+func (in *Inbox) Close() error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.closed = true
+	close(in.closing)
+	in.mu.Unlock()
+	<-in.stopped
+	return in.db.Close()
+}
+
+func (in *Inbox) writer() {
+	defer close(in.stopped)
+	ticker := time.NewTicker(in.opts.CompactInterval)
+	defer ticker.Stop()
+	batch := make([]*op, 0, in.opts.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-in.ops:
+			batch = append(batch, o)
+		case <-ticker.C:
+			batch = append(batch, &op{kind: opCompact, done: make(chan *op, 1)})
+		case <-in.closing:
+			// Nothing can be queued any more (submit holds the read lock
+			// while sending); drain what is there.
+			for {
+				select {
+				case o := <-in.ops:
+					in.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < in.opts.MaxBatch {
+			select {
+			case o := <-in.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		in.commit(batch)
+	}
+}
+
+// commit applies a batch in one transaction and answers every op.
+func (in *Inbox) commit(batch []*op) {
+	var appended, completed, dropped int64
+	var compactedDone int64
+	now := time.Now()
+	err := in.db.Update(func(tx *bolt.Tx) error {
+		appended, completed, dropped, compactedDone = 0, 0, 0, 0
+		ev := tx.Bucket(bucketEvents)
+		ids := tx.Bucket(bucketIDs)
+		objs := tx.Bucket(bucketObjects)
+		jobs := tx.Bucket(bucketJobs)
+		for _, o := range batch {
+			o.err = nil
+			switch o.kind {
+			case opAppend:
+				o.res, o.err = appendItem(ev, ids, objs, o.item)
+				if o.err == nil {
+					if o.res.Duplicate {
+						dropped++
+					} else {
+						appended++
+					}
+				}
+			case opComplete:
+				var wasPending bool
+				wasPending, o.err = completeEntry(ev, o.seq, o.outcome, now)
+				if o.err == nil && wasPending {
+					completed++
+				}
+			case opPutJob:
+				o.err = putJob(jobs, o.job)
+			case opCompact:
+				var n int64
+				n, o.err = compact(ev, ids, jobs, now, in.opts.RetainAge, in.opts.RetainCount)
+				compactedDone += n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("inbox: commit: %w", err)
+		in.log.Error("inbox commit failed", zap.Error(err), zap.Int("ops", len(batch)))
+	} else {
+		in.m.commits.Inc()
+		in.m.batchSize.Observe(float64(len(batch)))
+		in.pending.Add(appended - completed)
+		in.done.Add(completed - compactedDone)
+		in.m.compacted.Add(float64(compactedDone))
+	}
+	for _, o := range batch {
+		if err != nil {
+			o.err = err
+			o.res = Result{}
+		} else if o.kind == opAppend && o.res.Duplicate {
+			in.m.dropped.WithLabelValues(o.res.Reason).Inc()
+		}
+		o.done <- o
+	}
+	if err == nil && appended > 0 {
+		select {
+		case in.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func appendItem(ev, ids, objs *bolt.Bucket, it *Item) (Result, error) {
+	if it.ID != "" {
+		if v := ids.Get([]byte(it.ID)); v != nil {
+			return Result{Seq: binary.BigEndian.Uint64(v), Duplicate: true, Reason: "duplicate-id"}, nil
+		}
+	}
+	if it.ObjectKey != "" {
+		if it.Initial && it.ResourceVersion != "" {
+			if v := objs.Get([]byte(it.ObjectKey)); v != nil && string(v) == it.ResourceVersion {
+				return Result{Duplicate: true, Reason: "initial-seen"}, nil
+			}
+		}
+	}
+	seq, err := ev.NextSequence()
+	if err != nil {
+		return Result{}, err
+	}
+	key := seqKey(seq)
+	e := Entry{
+		Seq: seq, ID: it.ID, UUID: it.UUID, Endpoint: it.Endpoint, Headers: it.Headers,
+		ReceivedAt: it.ReceivedAt, State: StatePending, Payload: it.Payload,
+	}
+	v, err := encodeEntry(&e)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := ev.Put(key, v); err != nil {
+		return Result{}, err
+	}
+	if it.ID != "" {
+		if err := ids.Put([]byte(it.ID), key); err != nil {
+			return Result{}, err
+		}
+	}
+	if it.ObjectKey != "" {
+		if it.Deleted {
+			if err := objs.Delete([]byte(it.ObjectKey)); err != nil {
+				return Result{}, err
+			}
+		} else if it.ResourceVersion != "" {
+			if err := objs.Put([]byte(it.ObjectKey), []byte(it.ResourceVersion)); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	return Result{Seq: seq}, nil
+}
+
+func completeEntry(ev *bolt.Bucket, seq uint64, out Outcome, now time.Time) (bool, error) {
+	key := seqKey(seq)
+	v := ev.Get(key)
+	if v == nil {
+		return false, fmt.Errorf("inbox: entry %d not found", seq)
+	}
+	e, err := decodeEntry(v, true)
+	if err != nil {
+		return false, err
+	}
+	wasPending := e.State == StatePending
+	e.State = out.State
+	if e.State == "" {
+		e.State = StateDone
+	}
+	e.Reason, e.Rules, e.Jobs = out.Reason, out.Rules, out.Jobs
+	t := now.UTC()
+	e.DoneAt = &t
+	nv, err := encodeEntry(e)
+	if err != nil {
+		return false, err
+	}
+	return wasPending, ev.Put(key, nv)
+}
+
+func putJob(b *bolt.Bucket, j *Job) error {
+	if j.ID == 0 {
+		id, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		j.ID = id
+	}
+	v, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("inbox: encode job: %w", err)
+	}
+	return b.Put(seqKey(j.ID), v)
+}
+
+// compact removes finished entries older than age, then the oldest finished
+// entries beyond count, and job records beyond count. It returns the number of
+// finished entries removed.
+func compact(ev, ids, jobs *bolt.Bucket, now time.Time, age time.Duration, count int) (int64, error) {
+	type fin struct {
+		key []byte
+		id  string
+		seq uint64
+		old bool
+	}
+	var finished []fin
+	c := ev.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if stateOf(v) == StatePending {
+			continue
+		}
+		e, err := decodeEntry(v, false)
+		if err != nil {
+			return 0, err
+		}
+		finished = append(finished, fin{
+			key: append([]byte(nil), k...), id: e.ID, seq: e.Seq,
+			old: e.DoneAt != nil && now.Sub(*e.DoneAt) > age,
+		})
+	}
+	var removed int64
+	for i, f := range finished {
+		if !f.old && len(finished)-i <= count {
+			continue
+		}
+		if f.id != "" {
+			if got := ids.Get([]byte(f.id)); got != nil && binary.BigEndian.Uint64(got) == f.seq {
+				if err := ids.Delete([]byte(f.id)); err != nil {
+					return removed, err
+				}
+			}
+		}
+		if err := ev.Delete(f.key); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	if n := jobs.Stats().KeyN; n > count {
+		jc := jobs.Cursor()
+		extra := n - count
+		var keys [][]byte
+		for k, _ := jc.First(); k != nil && len(keys) < extra; k, _ = jc.Next() {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			if err := jobs.Delete(k); err != nil {
+				return removed, err
+			}
+		}
+	}
+	return removed, nil
+}
+
+func seqKey(seq uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return b[:]
+}
+
+// Pending returns up to limit pending entries with a sequence above after, in
+// order, payload included.
+func (in *Inbox) Pending(after uint64, limit int) ([]Entry, error) {
+	var out []Entry
+	err := in.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if stateOf(v) != StatePending {
+				continue
+			}
+			e, err := decodeEntry(v, true)
+			if err != nil {
+				return err
+			}
+			out = append(out, *e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: read pending: %w", err)
+	}
+	return out, nil
+}
+
+// Get returns one entry.
+func (in *Inbox) Get(seq uint64) (*Entry, error) {
+	var e *Entry
+	err := in.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketEvents).Get(seqKey(seq))
+		if v == nil {
+			return nil
+		}
+		var err error
+		e, err = decodeEntry(v, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: get %d: %w", seq, err)
+	}
+	return e, nil
+}
+
+// Recent returns up to limit entries, newest first; withPayload includes the bodies.
+func (in *Inbox) Recent(limit int, withPayload bool) ([]Entry, error) {
+	var out []Entry
+	err := in.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			e, err := decodeEntry(v, withPayload)
+			if err != nil {
+				return err
+			}
+			out = append(out, *e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: read recent: %w", err)
+	}
+	return out, nil
+}
+
+// RecentJobs returns up to limit job records, newest first.
+func (in *Inbox) RecentJobs(limit int) ([]Job, error) {
+	var out []Job
+	err := in.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+			var j Job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("decode job %x: %w", k, err)
+			}
+			out = append(out, j)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: read jobs: %w", err)
+	}
+	return out, nil
+}
+
+// Stored value layout: one state byte, uvarint length of the JSON header,
+// the header (Entry without payload), then the raw payload bytes. Keeping the
+// payload out of the JSON header avoids re-encoding request bodies.
+func encodeEntry(e *Entry) ([]byte, error) {
+	payload := e.Payload
+	e.Payload = nil
+	h, err := json.Marshal(e)
+	e.Payload = payload
+	if err != nil {
+		return nil, fmt.Errorf("inbox: encode entry: %w", err)
+	}
+	buf := make([]byte, 0, 1+binary.MaxVarintLen64+len(h)+len(payload))
+	buf = append(buf, stateByte(e.State))
+	buf = binary.AppendUvarint(buf, uint64(len(h)))
+	buf = append(buf, h...)
+	buf = append(buf, payload...)
+	return buf, nil
+}
+
+func decodeEntry(v []byte, withPayload bool) (*Entry, error) {
+	if len(v) < 2 {
+		return nil, errors.New("inbox: short entry")
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || 1+w+int(n) > len(v) {
+		return nil, errors.New("inbox: corrupt entry header")
+	}
+	h := v[1+w : 1+w+int(n)]
+	var e Entry
+	if err := json.Unmarshal(h, &e); err != nil {
+		return nil, fmt.Errorf("inbox: decode entry: %w", err)
+	}
+	if withPayload {
+		e.Payload = append(json.RawMessage(nil), v[1+w+int(n):]...)
+	}
+	return &e, nil
+}
+
+func stateByte(s string) byte {
+	switch s {
+	case StatePending:
+		return 'p'
+	case StateFailed:
+		return 'f'
+	default:
+		return 'd'
+	}
+}
+
+func stateOf(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	switch v[0] {
+	case 'p':
+		return StatePending
+	case 'f':
+		return StateFailed
+	default:
+		return StateDone
+	}
+}
