@@ -1,0 +1,409 @@
+// Package dispatch turns inbox entries into actions: it runs the rulebook
+// engine on each pending event, in order, and executes the fired actions.
+// Job actions run in per-resource lanes (one at a time per resource, in order,
+// different resources in parallel up to a limit); while a job runs, further
+// identical actions for the same resource are coalesced into the newest one.
+// An entry is marked done only when all of its actions finished, so what was
+// pending at a crash runs again after a restart.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
+)
+
+// Fired is one action the engine decided to run (the shape of rulebook.Fired).
+type Fired struct {
+	Ruleset        string
+	Rule           string
+	Action         string
+	Args           map[string]any
+	MatchingEvents map[string]any
+}
+
+// Engine evaluates events against the rulebook. Builtin actions that change
+// the engine's own state (set_fact, retract_fact, post_event) are applied by
+// the engine and also returned. The dispatcher serialises all calls.
+type Engine interface {
+	Process(event map[string]any) ([]Fired, error)
+	PostEvent(ruleset string, event map[string]any) ([]Fired, error)
+	SetFact(ruleset string, fact map[string]any) ([]Fired, error)
+}
+
+// Store is the inbox as the dispatcher uses it.
+type Store interface {
+	Notify() <-chan struct{}
+	Pending(after uint64, limit int) ([]inbox.Entry, error)
+	Complete(ctx context.Context, seq uint64, out inbox.Outcome) error
+	PutJob(ctx context.Context, j inbox.Job) (uint64, error)
+}
+
+// Job kinds of a JobRequest.
+const (
+	KindJobTemplate      = "job_template"
+	KindWorkflowTemplate = "workflow_job_template"
+	KindPlaybook         = "playbook"
+)
+
+// JobRequest is one job to run, already resolved from an action.
+type JobRequest struct {
+	Kind         string
+	Name         string // template name, or playbook path for KindPlaybook
+	Organization string
+	ExtraVars    map[string]any
+	Limit        string   // "" when neither the rule nor the event named hosts
+	Labels       []string // extra labels for a Controller launch
+	// EventUUID labels a Controller launch (eda-event-uuid-<uuid>) so that a
+	// restarted receiver finds the job instead of launching it again.
+	EventUUID string
+	JobID     uint64 // the receiver's job record id
+	Args      map[string]any
+}
+
+// JobResult is the outcome of a job.
+type JobResult struct {
+	Status          string // successful, failed, error, canceled
+	ControllerJobID int64
+	URL             string
+	LogPath         string
+	Artifacts       map[string]any
+	Started         time.Time
+	Finished        time.Time
+	Message         string
+}
+
+// Executor runs jobs. It returns an error only when the job could not be run
+// at all (lookup failed, launch refused); a job that ran and failed is a
+// JobResult with Status "failed".
+type Executor interface {
+	Run(ctx context.Context, req JobRequest) (JobResult, error)
+}
+
+// Config configures a Dispatcher.
+type Config struct {
+	Engine Engine
+	Store  Store
+	// Templates runs run_job_template and run_workflow_template; Playbooks runs
+	// run_playbook (and also templates when Templates is nil).
+	Templates Executor
+	Playbooks Executor
+	// MaxConcurrentJobs bounds jobs running at once (default 10).
+	MaxConcurrentJobs int
+	// MaxInFlight bounds entries taken from the inbox and not yet finished
+	// (default 10000).
+	MaxInFlight int
+	// Wrap builds the rule engine's event from a stored entry (default
+	// WrapEntry: the ansible.eda.webhook shape).
+	Wrap func(e *inbox.Entry) (map[string]any, error)
+	// Shutdown is called by the shutdown action, after its entry is done.
+	Shutdown   func(reason string)
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+// Dispatcher is the action loop.
+type Dispatcher struct {
+	cfg      Config
+	log      *zap.Logger
+	engineMu sync.Mutex
+	sem      chan struct{}
+	inflight chan struct{}
+
+	mu    sync.Mutex
+	lanes map[string]*lane
+	wg    sync.WaitGroup
+
+	m metrics
+}
+
+type metrics struct {
+	matches   *prometheus.CounterVec
+	actions   *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	coalesced prometheus.Counter
+	running   prometheus.Gauge
+	engineErr prometheus.Counter
+}
+
+// New validates the configuration and returns a dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Engine == nil || cfg.Store == nil {
+		return nil, errors.New("dispatch: engine and store are required")
+	}
+	if cfg.Templates == nil {
+		cfg.Templates = cfg.Playbooks
+	}
+	if cfg.MaxConcurrentJobs <= 0 {
+		cfg.MaxConcurrentJobs = 10
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 10000
+	}
+	if cfg.Wrap == nil {
+		cfg.Wrap = WrapEntry
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Dispatcher{
+		cfg: cfg, log: cfg.Logger,
+		sem:      make(chan struct{}, cfg.MaxConcurrentJobs),
+		inflight: make(chan struct{}, cfg.MaxInFlight),
+		lanes:    map[string]*lane{},
+	}
+	d.m = metrics{
+		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "receiver_rule_matches_total", Help: "Rule matches, by ruleset and rule.",
+		}, []string{"ruleset", "rule"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "receiver_actions_total", Help: "Actions finished, by action type and outcome.",
+		}, []string{"action", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "receiver_job_duration_seconds", Help: "Job duration (launch to final status), by action type.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14),
+		}, []string{"action"}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "receiver_actions_coalesced_total", Help: "Pending job actions replaced by a newer identical one.",
+		}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "receiver_jobs_running", Help: "Jobs running now.",
+		}),
+		engineErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "receiver_engine_errors_total", Help: "Events the rule engine could not evaluate.",
+		}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{d.m.matches, d.m.actions, d.m.duration, d.m.coalesced, d.m.running, d.m.engineErr} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// Run feeds pending inbox entries (oldest first, including those left over
+// from before a restart) through the engine until ctx ends, then waits for
+// running lanes to stop. Entries interrupted by ctx stay pending.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	defer d.wg.Wait()
+	var cursor uint64
+	for {
+		entries, err := d.cfg.Store.Pending(cursor, 256)
+		if err != nil {
+			return fmt.Errorf("dispatch: %w", err)
+		}
+		for i := range entries {
+			select {
+			case d.inflight <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			}
+			d.handleEntry(ctx, &entries[i])
+			cursor = entries[i].Seq
+		}
+		if len(entries) > 0 {
+			continue
+		}
+		select {
+		case <-d.cfg.Store.Notify():
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// tracker counts the outstanding actions of one inbox entry.
+type tracker struct {
+	d        *Dispatcher
+	seq      uint64
+	uuid     string
+	mu       sync.Mutex
+	pending  int
+	rules    []string
+	jobs     []uint64
+	failures []string
+	notes    []string
+	shutdown string
+	ctx      context.Context
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	t.pending++
+	t.mu.Unlock()
+}
+
+// done finishes one action; failure non-empty records why it failed for good.
+func (t *tracker) done(job uint64, failure, note string) {
+	t.mu.Lock()
+	if job != 0 {
+		t.jobs = append(t.jobs, job)
+	}
+	if failure != "" {
+		t.failures = append(t.failures, failure)
+	}
+	if note != "" {
+		t.notes = append(t.notes, note)
+	}
+	t.pending--
+	last := t.pending == 0
+	t.mu.Unlock()
+	if last {
+		t.finish()
+	}
+}
+
+func (t *tracker) finish() {
+	d := t.d
+	defer func() { <-d.inflight }()
+	if t.ctx.Err() != nil {
+		return // interrupted: stays pending, runs again after restart
+	}
+	out := inbox.Outcome{State: inbox.StateDone, Rules: t.rules, Jobs: t.jobs}
+	if len(t.failures) > 0 {
+		out.State = inbox.StateFailed
+		out.Reason = strings.Join(t.failures, "; ")
+	} else if len(t.notes) > 0 {
+		out.Reason = strings.Join(t.notes, "; ")
+	} else if len(t.rules) == 0 {
+		out.Reason = "no rule matched"
+	}
+	if err := d.cfg.Store.Complete(context.WithoutCancel(t.ctx), t.seq, out); err != nil {
+		d.log.Error("dispatch: record outcome", zap.Uint64("seq", t.seq), zap.Error(err))
+	}
+	if t.shutdown != "" && d.cfg.Shutdown != nil {
+		d.cfg.Shutdown(t.shutdown)
+	}
+}
+
+func (d *Dispatcher) handleEntry(ctx context.Context, e *inbox.Entry) {
+	t := &tracker{d: d, seq: e.Seq, uuid: e.UUID, pending: 1, ctx: ctx}
+	defer t.done(0, "", "")
+	ev, err := d.cfg.Wrap(e)
+	if err != nil {
+		d.m.engineErr.Inc()
+		t.failures = append(t.failures, "event: "+err.Error())
+		return
+	}
+	d.engineMu.Lock()
+	fired, err := d.cfg.Engine.Process(ev)
+	d.engineMu.Unlock()
+	if err != nil {
+		d.m.engineErr.Inc()
+		d.log.Warn("dispatch: rule engine", zap.Uint64("seq", e.Seq), zap.Error(err))
+		t.failures = append(t.failures, "engine: "+err.Error())
+	}
+	for _, f := range fired {
+		d.fire(ctx, t, f)
+	}
+}
+
+// fire records a match and starts its action.
+func (d *Dispatcher) fire(ctx context.Context, t *tracker, f Fired) {
+	d.m.matches.WithLabelValues(f.Ruleset, f.Rule).Inc()
+	t.mu.Lock()
+	t.rules = append(t.rules, f.Ruleset+"/"+f.Rule)
+	t.mu.Unlock()
+	log := d.log.With(zap.Uint64("seq", t.seq), zap.String("ruleset", f.Ruleset), zap.String("rule", f.Rule), zap.String("action", f.Action))
+	switch f.Action {
+	case "run_job_template", "run_workflow_template", "run_playbook":
+		d.enqueue(ctx, t, f)
+	case "debug":
+		if msg, ok := f.Args["msg"]; ok {
+			log.Info("debug", zap.Any("msg", msg))
+		} else if v, ok := f.Args["var"]; ok {
+			log.Info("debug", zap.Any("var", v), zap.Any("event", matched(f)))
+		} else {
+			log.Info("debug", zap.Any("args", f.Args), zap.Any("event", matched(f)))
+		}
+		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
+	case "print_event":
+		log.Info("print_event", zap.Any("event", matched(f)))
+		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
+	case "none", "set_fact", "retract_fact", "post_event":
+		// The engine applied the builtin already.
+		log.Debug("builtin action")
+		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
+	case "shutdown":
+		msg, _ := f.Args["message"].(string)
+		if msg == "" {
+			msg = "shutdown action in rule " + f.Rule
+		}
+		log.Info("shutdown requested by a rule", zap.String("message", msg))
+		t.mu.Lock()
+		t.shutdown = msg
+		t.mu.Unlock()
+		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
+	default:
+		log.Warn("unsupported action")
+		d.m.actions.WithLabelValues("unsupported", "failed").Inc()
+		t.mu.Lock()
+		t.failures = append(t.failures, "unsupported action "+f.Action)
+		t.mu.Unlock()
+	}
+}
+
+func matched(f Fired) any {
+	if len(f.MatchingEvents) == 1 {
+		for _, v := range f.MatchingEvents {
+			return v
+		}
+	}
+	return f.MatchingEvents
+}
+
+// WrapEntry builds the ansible.eda.webhook event for a stored entry:
+// {"payload": <body>, "meta": {endpoint, headers, source, received_at, uuid}}.
+func WrapEntry(e *inbox.Entry) (map[string]any, error) {
+	var body any
+	if err := json.Unmarshal(e.Payload, &body); err != nil {
+		return nil, fmt.Errorf("decode payload of entry %d: %w", e.Seq, err)
+	}
+	headers := make(map[string]any, len(e.Headers))
+	for k, v := range e.Headers {
+		headers[k] = v
+	}
+	return map[string]any{
+		"payload": body,
+		"meta": map[string]any{
+			"endpoint":    e.Endpoint,
+			"headers":     headers,
+			"source":      map[string]any{"name": "ansible.eda.webhook", "type": "ansible.eda.webhook"},
+			"received_at": e.ReceivedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
+			"uuid":        e.UUID,
+		},
+	}, nil
+}
+
+// internalEvent tags job artifacts as ansible-rulebook does before posting
+// them back as an event or fact.
+func internalEvent(artifacts map[string]any, source string, now time.Time) map[string]any {
+	ev := maps.Clone(artifacts)
+	meta, _ := ev["meta"].(map[string]any)
+	meta = maps.Clone(meta)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["source"] = map[string]any{"name": source, "type": "internal"}
+	meta["received_at"] = now.UTC().Format("2006-01-02T15:04:05.000000Z")
+	meta["uuid"] = uuid.NewString()
+	ev["meta"] = meta
+	return ev
+}
