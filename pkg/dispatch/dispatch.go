@@ -69,6 +69,8 @@ type JobRequest struct {
 	// restarted receiver finds the job instead of launching it again.
 	EventUUID string
 	JobID     uint64 // the receiver's job record id
+	// Attempt counts relaunches after a failed job (0 for the first launch).
+	Attempt int
 	Args      map[string]any
 }
 

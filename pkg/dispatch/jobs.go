@@ -154,6 +154,7 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 	var runErr error
 	for attempt := 0; ; attempt++ {
 		job.Attempts = attempt + 1
+		req.Attempt = attempt
 		res, runErr = exec.Run(ctx, req)
 		if runErr != nil || res.Status != "failed" || attempt >= spec.retries || ctx.Err() != nil {
 			break
