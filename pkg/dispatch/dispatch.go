@@ -71,7 +71,7 @@ type JobRequest struct {
 	JobID     uint64 // the receiver's job record id
 	// Attempt counts relaunches after a failed job (0 for the first launch).
 	Attempt int
-	Args      map[string]any
+	Args    map[string]any
 }
 
 // JobResult is the outcome of a job.
