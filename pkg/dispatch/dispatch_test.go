@@ -482,6 +482,7 @@ func TestLaneKey(t *testing.T) {
 		{"csi-driver-nfs PV with subdir", pv(map[string]any{"csi": map[string]any{"driver": "nfs.csi.k8s.io", "volumeAttributes": map[string]any{"server": "10.0.0.1", "share": "/exports", "subdir": "a"}}}), "nfs:10.0.0.1:/exports/a"},
 		{"PV without NFS", pv(map[string]any{"hostPath": map[string]any{"path": "/x"}}), "c/PersistentVolume//pv1"},
 		{"data-change notice", map[string]any{"payload": map[string]any{"nfs": map[string]any{"server": "10.0.0.1", "path": "/exports/a"}}}, "nfs:10.0.0.1:/exports/a"},
+		{"NFSDirectory event", map[string]any{"payload": map[string]any{"kind": "NFSDirectory", "resource": map[string]any{"server": "10.0.0.1", "exportRoot": "/exports", "path": "/exports/a"}}}, "nfs:10.0.0.1:/exports/a"},
 		{"VolumeSnapshot", map[string]any{"payload": map[string]any{"cluster": "c", "resource": map[string]any{"kind": "VolumeSnapshot", "metadata": map[string]any{"name": "s", "namespace": "ns"}}}}, "c/VolumeSnapshot/ns/s"},
 		{"bare object (a fact)", map[string]any{"kind": "VirtualMachine", "metadata": map[string]any{"name": "vm", "namespace": "ns"}}, "/VirtualMachine/ns/vm"},
 		{"no object", map[string]any{"payload": map[string]any{"x": 1}}, ""},

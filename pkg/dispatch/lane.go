@@ -10,7 +10,8 @@ import (
 // at a time and in order. A PersistentVolume backed by NFS (spec.nfs, or
 // spec.csi of csi-driver-nfs) is keyed by its server and directory, so events
 // about the same directory share a lane whatever their kind; a body carrying
-// {"nfs": {"server", "path"}} (a data-change notice) joins that lane too. Any
+// {"nfs": {"server", "path"}}, or a forwarder NFSDirectory event (a
+// data-change notice, resource {server, path}), joins that lane too. Any
 // other Kubernetes object is keyed by cluster, kind, namespace and name. An
 // event that names no object returns "" (no ordering constraint).
 //
@@ -36,6 +37,11 @@ func LaneKey(event map[string]any) string {
 	}
 	md, _ := obj["metadata"].(map[string]any)
 	name, ns := str(md["name"]), str(md["namespace"])
+	if kind == "NFSDirectory" { // pkg/event data-change notice: resource {server, path}
+		if k := nfsKey(str(obj["server"]), str(obj["path"])); k != "" {
+			return k
+		}
+	}
 	if kind == "PersistentVolume" {
 		if k := pvNFSKey(obj); k != "" {
 			return k

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
+	"github.com/ocpv-dr/ocpv-dr/pkg/signature"
 )
 
 func newServer(t *testing.T, cfg Config) (*httptest.Server, *inbox.Inbox, *Handler) {
@@ -241,5 +242,48 @@ func TestAuthorizationNeverStored(t *testing.T) {
 		if strings.Contains(v, "tok") {
 			t.Errorf("header %s carries the token", k)
 		}
+	}
+}
+
+// The vectors of ansible.eda's webhook tests: secret "secret", body
+// {"src_path": "https://example.com/payload"}.
+func TestHMACVectors(t *testing.T) {
+	body := []byte(`{"src_path": "https://example.com/payload"}`)
+	const hexSig = "9ec8272937a36a4b4427d4f9ab7b0425856c5ef5d7e1b496f864aaf99c1910ca"
+	const b64Sig = "nsgnKTejaktEJ9T5q3sEJYVsXvXX4bSW+GSq+ZwZEMo="
+	cases := []struct {
+		name   string
+		cfg    signature.Config
+		header string
+		value  string
+		status int
+	}{
+		{"hex", signature.Config{Secret: []byte("secret")}, "X-Hub-Signature-256", hexSig, 200},
+		{"hex with prefix", signature.Config{Secret: []byte("secret"), Prefix: "sha256="}, "X-Hub-Signature-256", "sha256=" + hexSig, 200},
+		{"base64, custom header", signature.Config{Secret: []byte("secret"), Encoding: "base64", Header: "X-Sig"}, "X-Sig", b64Sig, 200},
+		{"wrong digest", signature.Config{Secret: []byte("secret")}, "X-Hub-Signature-256", strings.Repeat("0", 64), 401},
+		{"wrong secret", signature.Config{Secret: []byte("other")}, "X-Hub-Signature-256", hexSig, 401},
+		{"hex sent where base64 is configured", signature.Config{Secret: []byte("secret"), Encoding: "base64"}, "X-Hub-Signature-256", hexSig, 401},
+		{"missing header", signature.Config{Secret: []byte("secret")}, "X-Other", hexSig, 400},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv, in, _ := newServer(t, Config{Token: "tok", Verifier: c.cfg, SignatureHeader: c.cfg.HeaderName()})
+			status, text := post(t, srv.URL+"/endpoint", body, map[string]string{"Authorization": "Bearer tok", c.header: c.value})
+			if status != c.status {
+				t.Fatalf("status %d %q, want %d", status, text, c.status)
+			}
+			if want := map[int]string{400: "Signature header not found", 401: "HMAC verification failed"}[c.status]; want != "" && text != want {
+				t.Errorf("text %q, want %q", text, want)
+			}
+			if (in.Depth() == 1) != (c.status == 200) {
+				t.Errorf("stored = %v", in.Depth() == 1)
+			}
+		})
+	}
+	// The token is checked before the signature (EDA's middleware order).
+	srv, _, _ := newServer(t, Config{Token: "tok", Verifier: signature.Config{Secret: []byte("secret")}, SignatureHeader: signature.DefaultHeader})
+	if status, _ := post(t, srv.URL+"/e", body, nil); status != 401 {
+		t.Errorf("no token and no signature: %d, want 401", status)
 	}
 }
