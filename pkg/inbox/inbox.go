@@ -766,3 +766,20 @@ func stateOf(v []byte) string {
 		return StateDone
 	}
 }
+
+// GetJob returns one job record, or nil.
+func (in *Inbox) GetJob(id uint64) (*Job, error) {
+	var j *Job
+	err := in.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketJobs).Get(seqKey(id))
+		if v == nil {
+			return nil
+		}
+		j = &Job{}
+		return json.Unmarshal(v, j)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inbox: get job %d: %w", id, err)
+	}
+	return j, nil
+}

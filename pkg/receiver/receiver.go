@@ -1,0 +1,409 @@
+// Package receiver wires the receiver server: the EDA-compatible webhook, the
+// durable inbox, the rule engine and dispatcher, the Controller client or the
+// local runner, and the operator API, with one Run(ctx) lifecycle.
+package receiver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/ocpv-dr/ocpv-dr/pkg/aap"
+	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
+	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
+	"github.com/ocpv-dr/ocpv-dr/pkg/runner"
+	"github.com/ocpv-dr/ocpv-dr/pkg/signature"
+	"github.com/ocpv-dr/ocpv-dr/pkg/webhook"
+)
+
+// Config is the receiver's configuration (flags, RECEIVER_* env, file).
+type Config struct {
+	Listen       string        // webhook (and, without HealthListen, health/metrics/api) address
+	HealthListen string        // optional separate address for /healthz, /readyz, /metrics
+	TLSCert      string        // TLS certificate (PEM); TLS is on when set
+	TLSKey       string        // TLS key (PEM)
+	TLSClientCA  string        // when set, clients must present a certificate signed by it
+	WebhookToken string        // required bearer token ("" disables the check)
+	HMACSecret   string        // enables signature checks
+	HMACAlgo     string        // sha256 (default), sha512, sha1
+	HMACHeader   string        // default X-Hub-Signature-256
+	HMACPrefix   string        // e.g. "sha256="
+	HMACFormat   string        // hex (default) or base64
+	MaxBodyBytes int64         // default 1 MiB
+	Rulebook     string        // rulebook file
+	Vars         string        // extra vars file; default vars.yml beside the rulebook if present
+	StateDir     string        // inbox and state
+	RetainAge    time.Duration // finished events kept for /api/v1
+	RetainCount  int
+
+	ControllerURL      string
+	ControllerToken    string
+	ControllerUsername string
+	ControllerPassword string
+	ControllerCAFile   string
+	ControllerInsecure bool
+	PollInterval       time.Duration
+	ControllerRetries  int
+
+	JobTemplates      string // local runner catalog
+	Inventory         string
+	JobLogDir         string // default <state-dir>/jobs
+	AnsiblePlaybook   string
+	ProjectDir        string // where run_playbook paths resolve; default the catalog's project dir
+	MaxConcurrentJobs int
+	ShutdownTimeout   time.Duration
+}
+
+// Defaults returns the default configuration.
+func Defaults() Config {
+	return Config{
+		Listen: ":5000", MaxBodyBytes: webhook.DefaultMaxBodyBytes, StateDir: "/var/lib/ocpv-dr-receiver",
+		RetainAge: 24 * time.Hour, RetainCount: 10000, PollInterval: 2 * time.Second, ControllerRetries: 5,
+		AnsiblePlaybook: "ansible-playbook", MaxConcurrentJobs: 10, ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// ResolveVars fills Vars with vars.yml beside the rulebook when it is empty
+// and that file exists, like an activation's variables.
+func (c *Config) ResolveVars() {
+	if c.Vars != "" || c.Rulebook == "" {
+		return
+	}
+	p := filepath.Join(filepath.Dir(c.Rulebook), "vars.yml")
+	if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		c.Vars = p
+	}
+}
+
+func (c Config) signature() *signature.Config {
+	if c.HMACSecret == "" {
+		return nil
+	}
+	return &signature.Config{Secret: []byte(c.HMACSecret), Algorithm: c.HMACAlgo, Header: c.HMACHeader, Prefix: c.HMACPrefix, Encoding: c.HMACFormat}
+}
+
+// Validate lists every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("--listen is empty"))
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: %w", c.Listen, err))
+	}
+	if c.HealthListen != "" {
+		if _, _, err := net.SplitHostPort(c.HealthListen); err != nil {
+			errs = append(errs, fmt.Errorf("--health-listen %q: %w", c.HealthListen, err))
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-client-ca needs --tls-cert"))
+	}
+	if s := c.signature(); s != nil {
+		if err := s.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("HMAC: %w", err))
+		}
+	}
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("--max-body-bytes must be positive"))
+	}
+	if c.Rulebook == "" {
+		errs = append(errs, errors.New("--rulebook is required"))
+	} else if _, err := os.Stat(c.Rulebook); err != nil {
+		errs = append(errs, fmt.Errorf("--rulebook: %w", err))
+	}
+	if c.Vars != "" {
+		if _, err := os.Stat(c.Vars); err != nil {
+			errs = append(errs, fmt.Errorf("--vars: %w", err))
+		}
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("--state-dir is required"))
+	}
+	if c.RetainCount <= 0 || c.RetainAge <= 0 {
+		errs = append(errs, errors.New("--retain-count and --retain-age must be positive"))
+	}
+	if c.MaxConcurrentJobs <= 0 {
+		errs = append(errs, errors.New("--max-concurrent-jobs must be positive"))
+	}
+	if c.ControllerURL != "" {
+		if c.ControllerToken == "" && c.ControllerUsername == "" {
+			errs = append(errs, errors.New("--controller-url needs a token (RECEIVER_CONTROLLER_TOKEN or EDA_CONTROLLER_TOKEN) or a username/password"))
+		}
+		if c.PollInterval <= 0 {
+			errs = append(errs, errors.New("--poll-interval must be positive"))
+		}
+	}
+	if c.JobTemplates != "" {
+		if _, err := os.Stat(c.JobTemplates); err != nil {
+			errs = append(errs, fmt.Errorf("--job-templates: %w", err))
+		}
+	}
+	if c.Inventory != "" {
+		if _, err := os.Stat(c.Inventory); err != nil {
+			errs = append(errs, fmt.Errorf("--inventory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EngineFactory builds the rule engine from the configuration (the rulebook
+// and its vars). It is injected so that the server does not depend on how the
+// rulebook is loaded.
+type EngineFactory func(cfg Config, log *zap.Logger) (dispatch.Engine, error)
+
+// Deps are the receiver's injected dependencies.
+type Deps struct {
+	Logger     *zap.Logger
+	Registry   *prometheus.Registry
+	NewEngine  EngineFactory
+	WrapEvent  func(e *inbox.Entry) (map[string]any, error)
+	OnListen   func(webhookAddr, healthAddr string) // called once listening (tests)
+	ControlEnv func(string) string                  // EDA_CONTROLLER_* lookup (default os.Getenv)
+}
+
+// Run serves until ctx ends or a rule's shutdown action runs.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	cfg.ResolveVars()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("receiver: invalid configuration: %w", err)
+	}
+	log := deps.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if deps.NewEngine == nil {
+		return errors.New("receiver: no rule engine")
+	}
+	ctx, shutdown := context.WithCancelCause(ctx)
+	defer shutdown(nil)
+
+	in, err := inbox.Open(inbox.Options{Dir: cfg.StateDir, RetainAge: cfg.RetainAge, RetainCount: cfg.RetainCount, Logger: log.Named("inbox"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := in.Close(); err != nil {
+			log.Error("close inbox", zap.Error(err))
+		}
+	}()
+	if n := in.Depth(); n > 0 {
+		log.Info("resuming pending events from before the restart", zap.Int("pending", n))
+	}
+	engine, err := deps.NewEngine(cfg, log.Named("rulebook"))
+	if err != nil {
+		return fmt.Errorf("receiver: rulebook: %w", err)
+	}
+
+	templates, playbooks, err := executors(cfg, deps, log, reg)
+	if err != nil {
+		return err
+	}
+	d, err := dispatch.New(dispatch.Config{
+		Engine: engine, Store: in, Templates: templates, Playbooks: playbooks,
+		MaxConcurrentJobs: cfg.MaxConcurrentJobs, Wrap: deps.WrapEvent,
+		Shutdown: func(reason string) { shutdown(fmt.Errorf("shutdown action: %s", reason)) },
+		Logger:   log.Named("dispatch"), Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	var verifier webhook.Verifier
+	header := ""
+	if s := cfg.signature(); s != nil {
+		verifier, header = *s, s.HeaderName()
+	}
+	wh, err := webhook.New(webhook.Config{Token: cfg.WebhookToken, Verifier: verifier, SignatureHeader: header,
+		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.Named("webhook"), Registerer: reg}, in)
+	if err != nil {
+		return err
+	}
+
+	var ready atomic.Bool
+	health := chi.NewRouter()
+	addHealth(health, &ready, reg)
+	main := chi.NewRouter()
+	api := &apiHandler{in: in, wh: wh, log: log}
+	main.Get("/api/v1/events", api.events)
+	main.Get("/api/v1/jobs", api.jobs)
+	if cfg.HealthListen == "" {
+		addHealth(main, &ready, reg)
+	}
+	wh.Mount(main)
+
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	servers := []*http.Server{{Handler: main, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: zap.NewStdLog(log.Named("http"))}}
+	addrs := []string{cfg.Listen}
+	if cfg.HealthListen != "" {
+		servers = append(servers, &http.Server{Handler: health, ReadHeaderTimeout: 10 * time.Second})
+		addrs = append(addrs, cfg.HealthListen)
+	}
+	lns := make([]net.Listener, len(servers))
+	for i, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range lns[:i] {
+				_ = l.Close()
+			}
+			return fmt.Errorf("receiver: listen %s: %w", a, err)
+		}
+		lns[i] = ln
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers)+1)
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	wg.Go(func() {
+		if err := d.Run(dctx); err != nil {
+			errc <- err
+		}
+	})
+	for i, srv := range servers {
+		ln := lns[i]
+		wg.Go(func() {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("receiver: serve %s: %w", ln.Addr(), err)
+			}
+		})
+	}
+	ready.Store(true)
+	healthAddr := ""
+	if len(lns) > 1 {
+		healthAddr = lns[1].Addr().String()
+	}
+	log.Info("receiver listening", zap.String("webhook", lns[0].Addr().String()), zap.String("health", healthAddr),
+		zap.Bool("tls", tlsCfg != nil), zap.Bool("client_certs", cfg.TLSClientCA != ""), zap.String("state_dir", cfg.StateDir),
+		zap.String("rulebook", cfg.Rulebook), zap.Bool("controller", cfg.ControllerURL != ""))
+	if deps.OnListen != nil {
+		deps.OnListen(lns[0].Addr().String(), healthAddr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+			log.Info("stopping", zap.String("reason", c.Error()))
+		}
+	case runErr = <-errc:
+	}
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", zap.Error(err))
+		}
+	}
+	// Jobs still running are interrupted; their events stay pending and run
+	// again after the restart.
+	stopDispatch()
+	wg.Wait()
+	return runErr
+}
+
+func addHealth(r chi.Router, ready *atomic.Bool, reg *prometheus.Registry) {
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+}
+
+func executors(cfg Config, deps Deps, log *zap.Logger, reg prometheus.Registerer) (templates, playbooks dispatch.Executor, err error) {
+	var cat *runner.Catalog
+	if cfg.JobTemplates != "" {
+		if cat, err = runner.LoadCatalog(cfg.JobTemplates); err != nil {
+			return nil, nil, err
+		}
+		if err := cat.Check(); err != nil {
+			return nil, nil, fmt.Errorf("receiver: --job-templates: %w", err)
+		}
+	}
+	logDir := cfg.JobLogDir
+	if logDir == "" {
+		logDir = filepath.Join(cfg.StateDir, "jobs")
+	}
+	r, rerr := runner.New(runner.Config{Catalog: cat, ProjectDir: cfg.ProjectDir, Inventory: cfg.Inventory, LogDir: logDir,
+		AnsiblePlaybook: cfg.AnsiblePlaybook, Logger: log.Named("runner")})
+	if rerr != nil {
+		if cfg.ControllerURL == "" && cat != nil {
+			return nil, nil, rerr
+		}
+		log.Warn("local runner unavailable; run_playbook actions will fail", zap.Error(rerr))
+	} else {
+		playbooks = r
+	}
+	if cfg.ControllerURL == "" {
+		if cat == nil {
+			log.Warn("no --controller-url and no --job-templates: run_job_template and run_workflow_template actions will fail")
+		}
+		return playbooks, playbooks, nil
+	}
+	acfg := aap.Config{URL: cfg.ControllerURL, Token: cfg.ControllerToken, Username: cfg.ControllerUsername, Password: cfg.ControllerPassword,
+		CAFile: cfg.ControllerCAFile, InsecureSkipVerify: cfg.ControllerInsecure, PollInterval: cfg.PollInterval, RetryMax: cfg.ControllerRetries,
+		Logger: log.Named("controller"), Registerer: reg}
+	getenv := deps.ControlEnv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	acfg.ApplyEnv(getenv)
+	c, err := aap.New(acfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, playbooks, nil
+}
+
+func serverTLS(cfg Config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("receiver: read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("receiver: no certificates in %s", cfg.TLSClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
