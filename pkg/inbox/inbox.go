@@ -30,7 +30,6 @@ const (
 
 var (
 	bucketEvents  = []byte("events")
-	bucketIDs     = []byte("ids")
 	bucketObjects = []byte("objects")
 	bucketJobs    = []byte("jobs")
 
@@ -82,6 +81,11 @@ type Entry struct {
 	Jobs       []uint64          `json:"jobs,omitempty"`
 	DoneAt     *time.Time        `json:"done_at,omitempty"`
 	Payload    json.RawMessage   `json:"payload,omitempty"`
+
+	// Object state carried for rebuilding the in-memory indexes at open.
+	ObjectKey       string `json:"object_key,omitempty"`
+	ResourceVersion string `json:"resource_version,omitempty"`
+	Deleted         bool   `json:"deleted,omitempty"`
 }
 
 // Outcome is what the dispatcher records when an entry's actions finished.
@@ -167,8 +171,19 @@ type Inbox struct {
 	closed  bool
 	pending atomic.Int64
 	done    atomic.Int64 // finished entries currently retained
-	m       metrics
-	opPool  sync.Pool
+
+	// The dedupe indexes live in memory so that an append only touches the
+	// tail of the events bucket (random-key index pages would multiply the
+	// bytes written per commit). ids covers the retained entries and is
+	// rebuilt from them at open; objs (object -> last accepted
+	// resourceVersion) is flushed to the objects bucket at compaction, before
+	// the entries that carry it are removed, and rebuilt from the bucket plus
+	// the retained entries. Only the writer goroutine touches them.
+	ids       map[string]uint64
+	objs      map[string]string
+	objsDirty map[string]bool
+	m         metrics
+	opPool    sync.Pool
 }
 
 type metrics struct {
@@ -221,23 +236,12 @@ func Open(opts Options) (*Inbox, error) {
 	}
 	in.opPool.New = func() any { return &op{done: make(chan *op, 1)} }
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEvents, bucketIDs, bucketObjects, bucketJobs} {
+		for _, b := range [][]byte{bucketEvents, bucketObjects, bucketJobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
-			e, err := decodeEntry(v, false)
-			if err != nil {
-				return err
-			}
-			if e.State == StatePending {
-				in.pending.Add(1)
-			} else {
-				in.done.Add(1)
-			}
-			return nil
-		})
+		return in.rebuild(tx)
 	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("inbox: initialise %s: %w", path, err)
@@ -245,6 +249,47 @@ func Open(opts Options) (*Inbox, error) {
 	in.initMetrics(opts.Registerer)
 	go in.writer()
 	return in, nil
+}
+
+// rebuild loads the in-memory indexes and counters from the file.
+func (in *Inbox) rebuild(tx *bolt.Tx) error {
+	in.ids, in.objs, in.objsDirty = map[string]uint64{}, map[string]string{}, map[string]bool{}
+	in.pending.Store(0)
+	in.done.Store(0)
+	if err := tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
+		in.objs[string(k)] = string(v)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
+		e, err := decodeEntry(v, false)
+		if err != nil {
+			return err
+		}
+		if e.State == StatePending {
+			in.pending.Add(1)
+		} else {
+			in.done.Add(1)
+		}
+		if e.ID != "" {
+			in.ids[e.ID] = e.Seq
+		}
+		in.noteObject(e.ObjectKey, e.ResourceVersion, e.Deleted)
+		return nil
+	})
+}
+
+func (in *Inbox) noteObject(key, rv string, deleted bool) {
+	switch {
+	case key == "":
+	case deleted:
+		delete(in.objs, key)
+		in.objsDirty[key] = true
+	case rv != "":
+		in.objs[key] = rv
+		in.objsDirty[key] = true
+	}
 }
 
 func (in *Inbox) initMetrics(reg prometheus.Registerer) {
@@ -412,14 +457,13 @@ func (in *Inbox) commit(batch []*op) {
 	err := in.db.Update(func(tx *bolt.Tx) error {
 		appended, completed, dropped, compactedDone = 0, 0, 0, 0
 		ev := tx.Bucket(bucketEvents)
-		ids := tx.Bucket(bucketIDs)
 		objs := tx.Bucket(bucketObjects)
 		jobs := tx.Bucket(bucketJobs)
 		for _, o := range batch {
 			o.err = nil
 			switch o.kind {
 			case opAppend:
-				o.res, o.err = appendItem(ev, ids, objs, o.item)
+				o.res, o.err = in.appendItem(ev, o.item)
 				if o.err == nil {
 					if o.res.Duplicate {
 						dropped++
@@ -437,7 +481,9 @@ func (in *Inbox) commit(batch []*op) {
 				o.err = putJob(jobs, o.job)
 			case opCompact:
 				var n int64
-				n, o.err = compact(ev, ids, jobs, now, in.opts.RetainAge, in.opts.RetainCount)
+				if o.err = in.flushObjects(objs); o.err == nil {
+					n, o.err = in.compact(ev, jobs, now, in.opts.RetainAge, in.opts.RetainCount)
+				}
 				compactedDone += n
 			}
 		}
@@ -446,6 +492,10 @@ func (in *Inbox) commit(batch []*op) {
 	if err != nil {
 		err = fmt.Errorf("inbox: commit: %w", err)
 		in.log.Error("inbox commit failed", zap.Error(err), zap.Int("ops", len(batch)))
+		// The indexes may hold changes of the failed transaction.
+		if rerr := in.db.View(in.rebuild); rerr != nil {
+			in.log.Error("inbox: rebuild indexes", zap.Error(rerr))
+		}
 	} else {
 		in.m.commits.Inc()
 		in.m.batchSize.Observe(float64(len(batch)))
@@ -470,52 +520,55 @@ func (in *Inbox) commit(batch []*op) {
 	}
 }
 
-func appendItem(ev, ids, objs *bolt.Bucket, it *Item) (Result, error) {
+func (in *Inbox) appendItem(ev *bolt.Bucket, it *Item) (Result, error) {
 	if it.ID != "" {
-		if v := ids.Get([]byte(it.ID)); v != nil {
-			return Result{Seq: binary.BigEndian.Uint64(v), Duplicate: true, Reason: "duplicate-id"}, nil
+		if seq, ok := in.ids[it.ID]; ok {
+			return Result{Seq: seq, Duplicate: true, Reason: "duplicate-id"}, nil
 		}
 	}
-	if it.ObjectKey != "" {
-		if it.Initial && it.ResourceVersion != "" {
-			if v := objs.Get([]byte(it.ObjectKey)); v != nil && string(v) == it.ResourceVersion {
-				return Result{Duplicate: true, Reason: "initial-seen"}, nil
-			}
+	if it.ObjectKey != "" && it.Initial && it.ResourceVersion != "" {
+		if rv, ok := in.objs[it.ObjectKey]; ok && rv == it.ResourceVersion {
+			return Result{Duplicate: true, Reason: "initial-seen"}, nil
 		}
 	}
 	seq, err := ev.NextSequence()
 	if err != nil {
 		return Result{}, err
 	}
-	key := seqKey(seq)
 	e := Entry{
 		Seq: seq, ID: it.ID, UUID: it.UUID, Endpoint: it.Endpoint, Headers: it.Headers,
 		ReceivedAt: it.ReceivedAt, State: StatePending, Payload: it.Payload,
+		ObjectKey: it.ObjectKey, ResourceVersion: it.ResourceVersion, Deleted: it.Deleted,
 	}
 	v, err := encodeEntry(&e)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := ev.Put(key, v); err != nil {
+	if err := ev.Put(seqKey(seq), v); err != nil {
 		return Result{}, err
 	}
 	if it.ID != "" {
-		if err := ids.Put([]byte(it.ID), key); err != nil {
-			return Result{}, err
-		}
+		in.ids[it.ID] = seq
 	}
-	if it.ObjectKey != "" {
-		if it.Deleted {
-			if err := objs.Delete([]byte(it.ObjectKey)); err != nil {
-				return Result{}, err
-			}
-		} else if it.ResourceVersion != "" {
-			if err := objs.Put([]byte(it.ObjectKey), []byte(it.ResourceVersion)); err != nil {
-				return Result{}, err
-			}
-		}
-	}
+	in.noteObject(it.ObjectKey, it.ResourceVersion, it.Deleted)
 	return Result{Seq: seq}, nil
+}
+
+// flushObjects writes the changed object states to the objects bucket.
+func (in *Inbox) flushObjects(b *bolt.Bucket) error {
+	for k := range in.objsDirty {
+		var err error
+		if rv, ok := in.objs[k]; ok {
+			err = b.Put([]byte(k), []byte(rv))
+		} else {
+			err = b.Delete([]byte(k))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	clear(in.objsDirty)
+	return nil
 }
 
 func completeEntry(ev *bolt.Bucket, seq uint64, out Outcome, now time.Time) (bool, error) {
@@ -561,7 +614,7 @@ func putJob(b *bolt.Bucket, j *Job) error {
 // compact removes finished entries older than age, then the oldest finished
 // entries beyond count, and job records beyond count. It returns the number of
 // finished entries removed.
-func compact(ev, ids, jobs *bolt.Bucket, now time.Time, age time.Duration, count int) (int64, error) {
+func (in *Inbox) compact(ev, jobs *bolt.Bucket, now time.Time, age time.Duration, count int) (int64, error) {
 	type fin struct {
 		key []byte
 		id  string
@@ -588,12 +641,8 @@ func compact(ev, ids, jobs *bolt.Bucket, now time.Time, age time.Duration, count
 		if !f.old && len(finished)-i <= count {
 			continue
 		}
-		if f.id != "" {
-			if got := ids.Get([]byte(f.id)); got != nil && binary.BigEndian.Uint64(got) == f.seq {
-				if err := ids.Delete([]byte(f.id)); err != nil {
-					return removed, err
-				}
-			}
+		if f.id != "" && in.ids[f.id] == f.seq {
+			delete(in.ids, f.id)
 		}
 		if err := ev.Delete(f.key); err != nil {
 			return removed, err

@@ -232,3 +232,49 @@ func TestCompleteUnknownEntryFails(t *testing.T) {
 		t.Fatalf("append after close: %v", err)
 	}
 }
+
+// The object states that drop repeated initial events survive compaction of
+// the entries that carried them and a reopen; ids survive a reopen too.
+func TestIndexesSurviveCompactionAndReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	in := open(t, dir, Options{RetainCount: 1})
+	for i, rv := range []string{"5", "6"} {
+		it := item(fmt.Sprint("obj", i))
+		it.ObjectKey, it.ResourceVersion = fmt.Sprint("c/uid-", i), rv
+		if _, err := in.Append(ctx, it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for s := uint64(1); s <= 2; s++ {
+		if err := in.Complete(ctx, s, Outcome{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Compact(ctx); err != nil { // removes entry 1
+		t.Fatal(err)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in = open(t, dir, Options{RetainCount: 1})
+	defer in.Close()
+	for _, c := range []struct {
+		key, rv, id string
+		dup         bool
+	}{
+		{"c/uid-0", "5", "x1", true}, // from the objects bucket (entry compacted)
+		{"c/uid-1", "6", "x2", true}, // from the retained entry
+		{"c/uid-1", "7", "x3", false},
+	} {
+		it := item(c.id)
+		it.ObjectKey, it.ResourceVersion, it.Initial = c.key, c.rv, true
+		r, err := in.Append(ctx, it)
+		if err != nil || r.Duplicate != c.dup {
+			t.Errorf("%+v: %+v %v", c, r, err)
+		}
+	}
+	if r, _ := in.Append(ctx, item("obj1")); !r.Duplicate || r.Seq != 2 {
+		t.Errorf("retained id after reopen: %+v", r)
+	}
+}
