@@ -490,4 +490,3 @@ func transformPV(obj any) (any, error) {
 	}
 	return stripManagedFields(obj)
 }
-
