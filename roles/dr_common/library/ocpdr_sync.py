@@ -1,0 +1,677 @@
+#!/usr/bin/python3
+# -*- coding: utf-8 -*-
+# ocpv-dr: the one piece that maps PV paths, validates them, and moves data.
+# Runs on the DR NFS server (pull, the default). Standard library only.
+"""ocpdr_sync: path mapping, validation, parallel rsync, verification, archive, snapshot metadata."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: ocpdr_sync
+short_description: Map, validate and replicate NFS PV directories to the DR NFS server
+description:
+  - Maps a PersistentVolume (C(spec.nfs) or csi-driver-nfs C(spec.csi)) to its directory on the primary NFS
+    server and to the DR path (DR export root + the path relative to the primary export root).
+  - Refuses any PV whose server is not the primary NFS server, whose path leaves the export root (C(..),
+    symlinks), or contains shell metacharacters. Refuses to sync while the DR-active fence marker exists.
+  - Pulls with rsync over SSH (argv, never a shell), several PVs in parallel, each under a per-directory lock.
+options:
+  mode:
+    description: What to do.
+    type: str
+    required: true
+    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic]
+  pvs:
+    description: PersistentVolume objects.
+    type: list
+    elements: dict
+    default: []
+  snapshots:
+    description: VolumeSnapshot objects (snapshot_put, snapshot_delete, periodic).
+    type: list
+    elements: dict
+    default: []
+  primary_server:
+    description: The primary NFS server address exactly as PVs name it.
+    type: str
+    required: true
+  primary_export_root:
+    description: Absolute export root on the primary NFS server.
+    type: path
+    required: true
+  dr_export_root:
+    description: Absolute export root on the DR NFS server (this host).
+    type: path
+    required: true
+  ssh_host:
+    description: Address used to reach the primary NFS server over SSH (defaults to primary_server).
+    type: str
+  ssh_port:
+    description: SSH port of the primary NFS server.
+    type: int
+    default: 22
+  ssh_user:
+    description: SSH user on the primary NFS server.
+    type: str
+    default: root
+  ssh_key:
+    description: Private key on this host for the primary NFS server.
+    type: path
+  known_hosts:
+    description: Known-hosts file pinning the primary's host key.
+    type: path
+  parallelism:
+    description: Concurrent rsyncs.
+    type: int
+    default: 4
+  bwlimit:
+    description: rsync --bwlimit value (KiB/s), 0 for none.
+    type: int
+    default: 0
+  inplace:
+    description: Update large disk images in place (no temporary copy at DR).
+    type: bool
+    default: true
+  checksum:
+    description: Verify with checksums as well as file count and size.
+    type: bool
+    default: false
+  lock_timeout:
+    description: Seconds to wait for a directory lock held by another sync.
+    type: int
+    default: 600
+  metadata_dir:
+    description: Directory on this host for VolumeSnapshot metadata documents.
+    type: path
+  archive_orphans:
+    description: In periodic mode, archive DR directories that have no PV on the primary.
+    type: bool
+    default: false
+  archive_retention_days:
+    description: In periodic mode, purge archives older than this many days (0 keeps them).
+    type: int
+    default: 30
+  delete_outright:
+    description: In archive mode, delete the DR copy instead of archiving it (explicit opt-in).
+    type: bool
+    default: false
+author: ocpv-dr
+"""
+
+EXAMPLES = r"""
+- name: Sync one PV
+  ocpdr_sync:
+    mode: sync
+    pvs: ["{{ pv_object }}"]
+    primary_server: 192.0.2.10
+    primary_export_root: /srv/nfs
+    dr_export_root: /srv/nfs
+    ssh_key: /root/.ssh/ocpdr
+"""
+
+RETURN = r"""
+results:
+  description: One entry per PV with name, server, primary_path, dr_path, status
+    (synced, failed, refused, discrepancy, archived, mapped), reason, files_transferred,
+    bytes_transferred, changes, duration.
+  returned: always
+  type: list
+summary:
+  description: Counts by status.
+  returned: always
+  type: dict
+"""
+
+import base64
+import datetime
+import errno
+import fcntl
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule
+
+MARKER = ".ocpdr-dr-active"
+LOCK_DIR = ".ocpdr-locks"
+ARCHIVE_PREFIX = "archived-"
+HIDDEN_PREFIX = ".ocpdr"
+# Anything a shell would interpret, plus control characters.
+BAD_CHARS = re.compile(r"[;&|`$<>(){}\[\]*?!~'\"\\\s\x00-\x1f\x7f]")
+CSI_DRIVER = "nfs.csi.k8s.io"
+
+PROBE = r"""
+import json, os, sys
+out = {}
+for p in json.load(sys.stdin):
+    r = {"exists": False}
+    try:
+        real = os.path.realpath(p)
+        r["real"] = real
+        if os.path.isdir(p):
+            r["exists"] = True
+            files = size = 0
+            for root, dirs, names in os.walk(p):
+                for n in names:
+                    try:
+                        st = os.lstat(os.path.join(root, n))
+                    except OSError:
+                        continue
+                    files += 1
+                    size += st.st_size
+            r["files"], r["bytes"] = files, size
+    except OSError as e:
+        r["error"] = str(e)
+    out[p] = r
+json.dump(out, sys.stdout)
+"""
+
+
+class Refused(Exception):
+    pass
+
+
+def pv_source(pv):
+    """Return (server, path) of an NFS PV, for spec.nfs and csi-driver-nfs."""
+    spec = pv.get("spec") or {}
+    nfs = spec.get("nfs")
+    if nfs:
+        return str(nfs.get("server", "")), str(nfs.get("path", ""))
+    csi = spec.get("csi")
+    if csi:
+        if csi.get("driver") != CSI_DRIVER:
+            raise Refused("CSI driver %r is not %s" % (csi.get("driver"), CSI_DRIVER))
+        attrs = csi.get("volumeAttributes") or {}
+        if attrs.get("server") and attrs.get("share"):
+            path = attrs["share"].rstrip("/")
+            if attrs.get("subdir"):
+                path += "/" + attrs["subdir"]
+            return str(attrs["server"]), path
+        parts = str(csi.get("volumeHandle", "")).split("#")
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            path = parts[1].rstrip("/")
+            if len(parts) >= 3 and parts[2]:
+                path += "/" + parts[2]
+            return parts[0], path
+        raise Refused("csi-driver-nfs PV without server/share attributes or a server#share#subdir volumeHandle")
+    raise Refused("not an NFS PV (no spec.nfs, no spec.csi)")
+
+
+def check_path(path, root, what):
+    if not path.startswith("/"):
+        raise Refused("%s path %r is not absolute" % (what, path))
+    if BAD_CHARS.search(path):
+        raise Refused("%s path %r contains shell metacharacters or whitespace" % (what, path))
+    if ".." in path.split("/"):
+        raise Refused("%s path %r contains '..'" % (what, path))
+    norm = os.path.normpath(path)
+    root = os.path.normpath(root)
+    if norm == root or not norm.startswith(root + "/"):
+        raise Refused("%s path %r is outside the export root %s" % (what, path, root))
+    return norm, os.path.relpath(norm, root)
+
+
+def map_pv(pv, p):
+    name = (pv.get("metadata") or {}).get("name", "?")
+    entry = {"name": name, "status": "mapped", "reason": ""}
+    server, path = pv_source(pv)
+    entry["server"], entry["primary_path"] = server, path
+    if server != p["primary_server"]:
+        raise Refused("NFS server %r is not the configured primary NFS server %r" % (server, p["primary_server"]))
+    norm, rel = check_path(path, p["primary_export_root"], "PV")
+    if rel.split("/")[0].startswith(ARCHIVE_PREFIX) or rel.startswith(HIDDEN_PREFIX):
+        raise Refused("PV path %r uses a name reserved for DR archives or metadata" % path)
+    entry["primary_path"], entry["rel"] = norm, rel
+    entry["dr_path"] = os.path.join(p["dr_export_root"], rel)
+    # Symlink escape at DR: every existing component must stay under the root.
+    real_root = os.path.realpath(p["dr_export_root"])
+    if not os.path.realpath(entry["dr_path"]).startswith(real_root + "/"):
+        raise Refused("DR path %r resolves outside the DR export root" % entry["dr_path"])
+    return entry
+
+
+def ssh_argv(p):
+    argv = ["ssh", "-p", str(p["ssh_port"]), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    if p.get("ssh_key"):
+        argv += ["-i", p["ssh_key"]]
+    if p.get("known_hosts"):
+        argv += ["-o", "UserKnownHostsFile=" + p["known_hosts"], "-o", "StrictHostKeyChecking=yes"]
+    return argv
+
+
+def probe_primary(p, paths):
+    """Stat many primary directories with one SSH call."""
+    if not paths:
+        return {}
+    host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
+    # The remote side runs the command through its login shell: send the
+    # script base64-encoded (no shell metacharacters) and the paths on stdin,
+    # never on the command line.
+    code = "import base64;exec(base64.b64decode('%s'))" % base64.b64encode(PROBE.encode()).decode()
+    argv = ssh_argv(p) + [host, "/usr/bin/python3 -c " + shlex.quote(code)]
+    proc = subprocess.run(argv, input=json.dumps(paths).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError("cannot reach the primary NFS server over SSH: %s" % proc.stderr.decode(errors="replace").strip()[-500:])
+    return json.loads(proc.stdout.decode())
+
+
+def local_stats(path):
+    files = size = 0
+    for root, _dirs, names in os.walk(path):
+        for n in names:
+            try:
+                st = os.lstat(os.path.join(root, n))
+            except OSError:
+                continue
+            files += 1
+            size += st.st_size
+    return files, size
+
+
+class Lock(object):
+    """flock on a per-directory lock file inside the DR export root."""
+
+    def __init__(self, dr_root, rel, timeout):
+        d = os.path.join(dr_root, LOCK_DIR)
+        os.makedirs(d, exist_ok=True)
+        self.path = os.path.join(d, rel.replace("/", "%") + ".lock")
+        self.timeout = timeout
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+                    os.close(self.fd)
+                    raise RuntimeError("directory is locked by another sync (waited %ss)" % self.timeout)
+                time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+STAT_FILES = re.compile(r"Number of regular files transferred: ([\d,]+)")
+STAT_BYTES = re.compile(r"Total transferred file size: ([\d,]+)")
+
+
+def rsync_argv(p, src, dst, check_mode):
+    ssh = " ".join(ssh_argv(p))
+    argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats", "-e", ssh]
+    if p["inplace"]:
+        argv.append("--inplace")
+    else:
+        argv.append("--partial")
+    if p["bwlimit"]:
+        argv.append("--bwlimit=%d" % p["bwlimit"])
+    if p["checksum"]:
+        argv.append("--checksum")
+    if check_mode:
+        argv.append("--dry-run")
+    host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
+    return argv + ["%s:%s/" % (host, src), dst + "/"]
+
+
+def sync_one(entry, probe, p, check_mode):
+    start = time.time()
+    src, dst = entry["primary_path"], entry["dr_path"]
+    info = probe.get(src, {})
+    real = info.get("real", src)
+    if not real.startswith(os.path.normpath(p["primary_export_root"]) + "/"):
+        raise Refused("primary path resolves outside the export root (symlink): %s" % real)
+    if not info.get("exists"):
+        raise Refused("primary directory %s is missing; not syncing, so the DR copy is kept" % src)
+    dr_files = local_stats(dst)[0] if os.path.isdir(dst) else 0
+    if info.get("files", 0) == 0 and dr_files > 0:
+        raise Refused("primary directory %s is empty while the DR copy has %d files; not wiping DR" % (src, dr_files))
+    if not check_mode:
+        os.makedirs(dst, exist_ok=True)
+    with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+        argv = rsync_argv(p, src, dst, check_mode)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
+    out = proc.stdout.decode(errors="replace")
+    entry["rsync_rc"] = proc.returncode
+    entry["changes"] = sum(1 for line in out.splitlines() if re.match(r"^[<>ch.*][fdLDS]", line) and not line.startswith(".d"))
+    m = STAT_FILES.search(out)
+    entry["files_transferred"] = int(m.group(1).replace(",", "")) if m else 0
+    m = STAT_BYTES.search(out)
+    entry["bytes_transferred"] = int(m.group(1).replace(",", "")) if m else 0
+    entry["duration"] = round(time.time() - start, 3)
+    if proc.returncode == 24:
+        entry["warning"] = "some files vanished during transfer (rsync exit 24)"
+    elif proc.returncode != 0:
+        entry["status"] = "failed"
+        entry["reason"] = "rsync exit %d: %s" % (proc.returncode, proc.stderr.decode(errors="replace").strip()[-500:])
+        return entry
+    entry["status"] = "synced"
+    return entry
+
+
+def run_sync(p, entries, check_mode):
+    """Sync mapped entries in parallel; fills status on each."""
+    todo = [e for e in entries if e["status"] == "mapped"]
+    try:
+        probe = probe_primary(p, [e["primary_path"] for e in todo])
+    except Exception as e:  # noqa: BLE001 - reported per PV
+        for entry in todo:
+            entry.update(status="failed", reason=str(e))
+        return
+
+    def one(entry):
+        try:
+            sync_one(entry, probe, p, check_mode)
+        except Refused as r:
+            entry.update(status="refused", reason=str(r))
+        except Exception as e:  # noqa: BLE001 - reported per PV
+            entry.update(status="failed", reason=str(e))
+
+    with ThreadPoolExecutor(max_workers=max(1, p["parallelism"])) as pool:
+        list(pool.map(one, todo))
+    if check_mode:
+        return
+    synced = [e for e in todo if e["status"] == "synced"]
+    try:
+        after = probe_primary(p, [e["primary_path"] for e in synced])
+    except Exception as e:  # noqa: BLE001
+        for entry in synced:
+            entry["verify"] = "not verified: %s" % e
+        return
+    for entry in synced:
+        src = after.get(entry["primary_path"], {})
+        files, size = local_stats(entry["dr_path"])
+        entry["verify"] = {"primary_files": src.get("files"), "primary_bytes": src.get("bytes"), "dr_files": files, "dr_bytes": size}
+        if src.get("files") != files or src.get("bytes") != size:
+            entry["status"] = "discrepancy"
+            entry["reason"] = "after sync: primary %s files/%s bytes, DR %d files/%d bytes (files changed during the sync?)" % (
+                src.get("files"), src.get("bytes"), files, size)
+
+
+def map_all(p, pvs):
+    entries = []
+    for pv in pvs:
+        try:
+            entries.append(map_pv(pv, p))
+        except Refused as r:
+            entries.append({"name": (pv.get("metadata") or {}).get("name", "?"), "status": "refused", "reason": str(r)})
+    return entries
+
+
+def fenced(p):
+    return os.path.exists(os.path.join(p["dr_export_root"], MARKER))
+
+
+def utc_stamp():
+    return datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+
+
+def archive_dir(p, entry, check_mode):
+    dst = entry["dr_path"]
+    if not os.path.isdir(dst):
+        entry.update(status="absent", reason="no DR copy at %s" % dst)
+        return False
+    if p["delete_outright"]:
+        entry.update(status="deleted", reason="deleted outright (opt-in)")
+        if not check_mode:
+            with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+                shutil.rmtree(dst)
+        return True
+    parent, base = os.path.split(dst)
+    target = os.path.join(parent, "%s%s-%s" % (ARCHIVE_PREFIX, base, utc_stamp()))
+    entry.update(status="archived", archive_path=target)
+    if not check_mode:
+        with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+            os.rename(dst, target)
+    return True
+
+
+def snapshot_doc(vs, pv_by_claim, p):
+    md = vs.get("metadata") or {}
+    spec = vs.get("spec") or {}
+    status = vs.get("status") or {}
+    src_pvc = (spec.get("source") or {}).get("persistentVolumeClaimName")
+    doc = {
+        "namespace": md.get("namespace"), "name": md.get("name"), "uid": md.get("uid"),
+        "sourcePVC": src_pvc, "volumeSnapshotClassName": spec.get("volumeSnapshotClassName"),
+        "boundVolumeSnapshotContentName": status.get("boundVolumeSnapshotContentName"),
+        "snapshotHandle": status.get("snapshotHandle"), "creationTime": status.get("creationTime"),
+        "restoreSize": status.get("restoreSize"), "readyToUse": status.get("readyToUse"),
+        "recordedAt": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    pv = pv_by_claim.get((md.get("namespace"), src_pvc))
+    if pv:
+        doc["sourcePV"] = (pv.get("metadata") or {}).get("name")
+        try:
+            doc["sourcePVDRPath"] = map_pv(pv, p)["dr_path"]
+        except Refused:
+            pass
+    return doc
+
+
+def safe_name(s):
+    if not s or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", s):
+        raise Refused("invalid Kubernetes name %r" % s)
+    return s
+
+
+def snapshot_path(p, vs):
+    md = vs.get("metadata") or {}
+    return os.path.join(p["metadata_dir"], safe_name(md.get("namespace")), safe_name(md.get("name")) + ".json")
+
+
+def write_atomic(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    old = None
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    if old is not None:
+        try:
+            o, n = json.loads(old), json.loads(data)
+            o.pop("recordedAt", None)
+            n.pop("recordedAt", None)
+            if o == n:
+                return False
+        except ValueError:
+            pass
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+    return True
+
+
+def snapshots_put(p, snaps, pvs, check_mode):
+    pv_by_claim = {}
+    for pv in pvs:
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        pv_by_claim[(ref.get("namespace"), ref.get("name"))] = pv
+    results, changed = [], False
+    for vs in snaps:
+        md = vs.get("metadata") or {}
+        r = {"namespace": md.get("namespace"), "name": md.get("name")}
+        try:
+            if not (vs.get("status") or {}).get("readyToUse"):
+                r.update(status="skipped", reason="not readyToUse yet")
+            else:
+                path = snapshot_path(p, vs)
+                doc = json.dumps(snapshot_doc(vs, pv_by_claim, p), indent=2, sort_keys=True)
+                did = False if check_mode else write_atomic(path, doc)
+                changed = changed or did or check_mode
+                r.update(status="recorded", path=path, changed=did)
+        except Refused as e:
+            r.update(status="failed", reason=str(e))
+        except OSError as e:
+            r.update(status="failed", reason=str(e))
+        results.append(r)
+    return results, changed
+
+
+def snapshots_delete(p, snaps, check_mode):
+    results, changed = [], False
+    for vs in snaps:
+        md = vs.get("metadata") or {}
+        r = {"namespace": md.get("namespace"), "name": md.get("name")}
+        try:
+            path = snapshot_path(p, vs)
+            if os.path.exists(path):
+                if not check_mode:
+                    os.remove(path)
+                changed = True
+                r.update(status="removed", path=path)
+            else:
+                r.update(status="absent", path=path)
+        except (Refused, OSError) as e:
+            r.update(status="failed", reason=str(e))
+        results.append(r)
+    return results, changed
+
+
+def periodic(p, module):
+    check = module.check_mode
+    entries = map_all(p, p["pvs"])
+    run_sync(p, entries, check)
+    known = set(e["rel"].split("/")[0] for e in entries if e.get("rel"))
+    root = p["dr_export_root"]
+    orphans, purged = [], []
+    now = datetime.datetime.utcnow()
+    for name in sorted(os.listdir(root)):
+        full = os.path.join(root, name)
+        if not os.path.isdir(full) or name.startswith("."):
+            continue
+        if name.startswith(ARCHIVE_PREFIX):
+            m = re.search(r"-(\d{8}T\d{6}Z)$", name)
+            if m and p["archive_retention_days"] > 0:
+                age = now - datetime.datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ")
+                if age.days >= p["archive_retention_days"]:
+                    purged.append(name)
+                    if not check:
+                        shutil.rmtree(full)
+            continue
+        if name not in known:
+            o = {"path": full, "archived": False}
+            if p["archive_orphans"] and not check:
+                target = os.path.join(root, "%s%s-%s" % (ARCHIVE_PREFIX, name, utc_stamp()))
+                os.rename(full, target)
+                o.update(archived=True, archive_path=target)
+            orphans.append(o)
+    snaps, _ = snapshots_put(p, p["snapshots"], p["pvs"], check)
+    live = set()
+    for vs in p["snapshots"]:
+        md = vs.get("metadata") or {}
+        live.add((md.get("namespace"), md.get("name")))
+    meta = p["metadata_dir"]
+    if meta and os.path.isdir(meta):
+        for ns in sorted(os.listdir(meta)):
+            d = os.path.join(meta, ns)
+            if not os.path.isdir(d):
+                continue
+            for f in sorted(os.listdir(d)):
+                if f.endswith(".json") and (ns, f[:-5]) not in live:
+                    if not check:
+                        os.remove(os.path.join(d, f))
+                    snaps.append({"namespace": ns, "name": f[:-5], "status": "removed", "reason": "no such VolumeSnapshot on the primary"})
+    return entries, snaps, orphans, purged
+
+
+def summarize(entries):
+    s = {}
+    for e in entries:
+        s[e["status"]] = s.get(e["status"], 0) + 1
+    s["total"] = len(entries)
+    s["bytes_transferred"] = sum(e.get("bytes_transferred", 0) for e in entries)
+    s["files_transferred"] = sum(e.get("files_transferred", 0) for e in entries)
+    return s
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            mode=dict(type="str", required=True, choices=["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic"]),
+            pvs=dict(type="list", elements="dict", default=[]),
+            snapshots=dict(type="list", elements="dict", default=[]),
+            primary_server=dict(type="str", required=True),
+            primary_export_root=dict(type="path", required=True),
+            dr_export_root=dict(type="path", required=True),
+            ssh_host=dict(type="str"),
+            ssh_port=dict(type="int", default=22),
+            ssh_user=dict(type="str", default="root"),
+            ssh_key=dict(type="path", no_log=False),
+            known_hosts=dict(type="path"),
+            parallelism=dict(type="int", default=4),
+            bwlimit=dict(type="int", default=0),
+            inplace=dict(type="bool", default=True),
+            checksum=dict(type="bool", default=False),
+            lock_timeout=dict(type="int", default=600),
+            metadata_dir=dict(type="path"),
+            archive_orphans=dict(type="bool", default=False),
+            archive_retention_days=dict(type="int", default=30),
+            delete_outright=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for key in ("primary_export_root", "dr_export_root"):
+        if not os.path.isabs(p[key]) or p[key] == "/":
+            module.fail_json(msg="%s must be an absolute directory other than /" % key)
+    if p["mode"] != "map" and not os.path.isdir(p["dr_export_root"]):
+        module.fail_json(msg="DR export root %s does not exist on this host" % p["dr_export_root"])
+    if p["mode"] in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
+        module.fail_json(msg="metadata_dir is required for mode %s" % p["mode"])
+    mode, check = p["mode"], module.check_mode
+
+    if mode == "map":
+        entries = map_all(p, p["pvs"])
+        module.exit_json(changed=False, results=entries, summary=summarize(entries))
+
+    if mode in ("sync", "periodic") and fenced(p):
+        entries = map_all(p, p["pvs"])
+        for e in entries:
+            if e["status"] == "mapped":
+                e.update(status="refused", reason="the DR site is active (%s exists): not pulling from the old primary" % MARKER)
+        module.exit_json(changed=False, fenced=True, results=entries, summary=summarize(entries), snapshots=[], orphans=[], purged=[])
+
+    if mode == "sync":
+        entries = map_all(p, p["pvs"])
+        run_sync(p, entries, check)
+        changed = any(e.get("changes", 0) > 0 for e in entries)
+        module.exit_json(changed=changed, results=entries, summary=summarize(entries))
+
+    if mode == "archive":
+        entries = map_all(p, p["pvs"])
+        changed = False
+        for e in entries:
+            if e["status"] == "mapped":
+                changed = archive_dir(p, e, check) or changed
+        module.exit_json(changed=changed, results=entries, summary=summarize(entries))
+
+    if mode == "snapshot_put":
+        res, changed = snapshots_put(p, p["snapshots"], p["pvs"], check)
+        module.exit_json(changed=changed, snapshots=res)
+
+    if mode == "snapshot_delete":
+        res, changed = snapshots_delete(p, p["snapshots"], check)
+        module.exit_json(changed=changed, snapshots=res)
+
+    entries, snaps, orphans, purged = periodic(p, module)
+    changed = any(e.get("changes", 0) > 0 for e in entries) or bool(purged) or any(o["archived"] for o in orphans)
+    module.exit_json(changed=changed, results=entries, summary=summarize(entries), snapshots=snaps, orphans=orphans, purged=purged)
+
+
+if __name__ == "__main__":
+    main()
