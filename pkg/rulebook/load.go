@@ -1,0 +1,556 @@
+// Package rulebook loads and evaluates EDA rulebooks with ansible-rulebook's
+// semantics, in Go: the same rulebook file means the same thing here as under
+// ansible-rulebook with ansible.eda.webhook. See README.md for what is
+// supported and the conformance count.
+package rulebook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Rulebook is a loaded, validated rulebook.
+type Rulebook struct {
+	File     string
+	Rulesets []*Ruleset
+	Vars     map[string]any
+}
+
+// Ruleset is one ruleset.
+type Ruleset struct {
+	Name          string
+	Hosts         string
+	Sources       []Source
+	Rules         []*Rule
+	MatchMultiple bool
+	DefaultTTL    time.Duration
+}
+
+// Source is one source declaration (validated; the receiver listens itself).
+type Source struct {
+	Name    string
+	Plugin  string
+	Args    any
+	Filters []Filter
+}
+
+// Filter is one event filter of a source.
+type Filter struct {
+	Name string
+	Args map[string]any
+}
+
+// Rule is one rule.
+type Rule struct {
+	Name     string
+	Kind     string // single, all, any
+	Conds    []boolNode
+	Aliases  []string // m_N or the << alias, per condition
+	Texts    []string
+	Timeout  time.Duration
+	Actions  []Action
+	Throttle *Throttle
+	// existential is the path of a rule whose whole condition is
+	// "X is not defined".
+	existential node
+}
+
+// Action is one action with its unrendered arguments.
+type Action struct {
+	Name string
+	Args map[string]any
+}
+
+// Throttle limits how often a rule fires per group.
+type Throttle struct {
+	OnceWithin time.Duration
+	GroupBy    []*pathNode
+}
+
+// LoadVarsFile reads a YAML or JSON mapping of variables.
+func LoadVarsFile(path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read vars: %w", err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out, _ := normalize(v).(map[string]any)
+	if out == nil {
+		out = map[string]any{}
+	}
+	return out, nil
+}
+
+// LoadFile loads and validates a rulebook file.
+func LoadFile(path string, vars map[string]any) (*Rulebook, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read rulebook: %w", err)
+	}
+	return Load(b, path, vars)
+}
+
+type loader struct {
+	file string
+	vars map[string]any
+	errs []error
+}
+
+func (l *loader) errf(n *yaml.Node, format string, a ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	l.errs = append(l.errs, fmt.Errorf("%s:%d: %s", filepath.Base(l.file), line, fmt.Sprintf(format, a...)))
+}
+
+// Load parses and validates a rulebook; every problem is listed, each with
+// its file and line.
+func Load(data []byte, filename string, vars map[string]any) (*Rulebook, error) {
+	if vars == nil {
+		vars = map[string]any{}
+	}
+	l := &loader{file: filename, vars: vars}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", filename, err)
+	}
+	rb := &Rulebook{File: filename, Vars: vars}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s: a rulebook is a list of rulesets", filename)
+	}
+	names := map[string]bool{}
+	for _, rsn := range doc.Content[0].Content {
+		rs := l.ruleset(rsn)
+		if rs == nil {
+			continue
+		}
+		if names[rs.Name] {
+			l.errf(rsn, "ruleset name %q is not unique", rs.Name)
+		}
+		names[rs.Name] = true
+		rb.Rulesets = append(rb.Rulesets, rs)
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return rb, nil
+}
+
+type field struct {
+	key *yaml.Node
+	val *yaml.Node
+}
+
+func (l *loader) mapping(n *yaml.Node, what string, allowed ...string) map[string]field {
+	out := map[string]field{}
+	if n.Kind != yaml.MappingNode {
+		l.errf(n, "%s must be a mapping", what)
+		return out
+	}
+	ok := map[string]bool{}
+	for _, a := range allowed {
+		ok[a] = true
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if len(allowed) > 0 && !ok[k.Value] {
+			l.errf(k, "unknown key %q in %s (allowed: %s)", k.Value, what, strings.Join(allowed, ", "))
+			continue
+		}
+		out[k.Value] = field{k, n.Content[i+1]}
+	}
+	return out
+}
+
+func decode(n *yaml.Node) any {
+	var v any
+	_ = n.Decode(&v)
+	return normalize(v)
+}
+
+// normalize turns YAML-decoded values into JSON-like ones (map[string]any,
+// []any, int64, float64).
+func normalize(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, val := range x {
+			x[k] = normalize(val)
+		}
+		return x
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, val := range x {
+			m[fmt.Sprint(k)] = normalize(val)
+		}
+		return m
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+		return x
+	case int:
+		return int64(x)
+	case uint64:
+		return int64(x)
+	}
+	return v
+}
+
+var durRe = regexp.MustCompile(`^(\d+)\s+(milliseconds?|seconds?|minutes?|hours?|days?)$`)
+
+func parseDuration(s string) (time.Duration, error) {
+	m := durRe.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("time %q: want '<n> seconds|minutes|hours|days'", s)
+	}
+	n, _ := strconv.Atoi(m[1])
+	unit := map[string]time.Duration{"millisecond": time.Millisecond, "second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[strings.TrimSuffix(m[2], "s")]
+	return time.Duration(n) * unit, nil
+}
+
+func (l *loader) ruleset(n *yaml.Node) *Ruleset {
+	f := l.mapping(n, "ruleset", "name", "hosts", "sources", "rules", "gather_facts", "default_events_ttl", "execution_strategy", "match_multiple_rules")
+	rs := &Ruleset{DefaultTTL: 2 * time.Hour}
+	for _, req := range []string{"name", "hosts", "sources", "rules"} {
+		if _, ok := f[req]; !ok {
+			l.errf(n, "ruleset lacks required key %q", req)
+		}
+	}
+	if v, ok := f["name"]; ok {
+		rs.Name = strings.TrimSpace(v.val.Value)
+		if rs.Name == "" {
+			l.errf(v.val, "ruleset name is empty")
+		}
+	}
+	if v, ok := f["hosts"]; ok {
+		rs.Hosts = v.val.Value
+	}
+	if v, ok := f["match_multiple_rules"]; ok {
+		rs.MatchMultiple = v.val.Value == "true"
+	}
+	if v, ok := f["default_events_ttl"]; ok {
+		d, err := parseDuration(v.val.Value)
+		if err != nil {
+			l.errf(v.val, "default_events_ttl: %v", err)
+		}
+		rs.DefaultTTL = d
+	}
+	if v, ok := f["execution_strategy"]; ok && v.val.Value != "sequential" && v.val.Value != "parallel" {
+		l.errf(v.val, "execution_strategy must be sequential or parallel")
+	}
+	if v, ok := f["sources"]; ok {
+		if v.val.Kind != yaml.SequenceNode || len(v.val.Content) == 0 {
+			l.errf(v.val, "sources must be a non-empty list")
+		} else {
+			for _, sn := range v.val.Content {
+				rs.Sources = append(rs.Sources, l.source(sn))
+			}
+		}
+	}
+	if v, ok := f["rules"]; ok {
+		if v.val.Kind != yaml.SequenceNode {
+			l.errf(v.val, "rules must be a list")
+		} else {
+			names := map[string]bool{}
+			for _, rn := range v.val.Content {
+				r, enabled := l.rule(rn)
+				if r == nil {
+					continue
+				}
+				if names[r.Name] {
+					l.errf(rn, "rule name %q is not unique in ruleset %q", r.Name, rs.Name)
+				}
+				names[r.Name] = true
+				if enabled {
+					rs.Rules = append(rs.Rules, r)
+				}
+			}
+		}
+	}
+	return rs
+}
+
+func (l *loader) source(n *yaml.Node) Source {
+	var s Source
+	if n.Kind != yaml.MappingNode {
+		l.errf(n, "a source must be a mapping")
+		return s
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "name":
+			s.Name = v.Value
+		case "filters":
+			if v.Kind != yaml.SequenceNode {
+				l.errf(v, "filters must be a list")
+				continue
+			}
+			for _, fn := range v.Content {
+				if fn.Kind != yaml.MappingNode || len(fn.Content) != 2 {
+					l.errf(fn, "a filter is a mapping with one key")
+					continue
+				}
+				args, _ := decode(fn.Content[1]).(map[string]any)
+				s.Filters = append(s.Filters, Filter{Name: fn.Content[0].Value, Args: args})
+			}
+		default:
+			if s.Plugin != "" {
+				l.errf(k, "a source has exactly one plugin key (found %q and %q)", s.Plugin, k.Value)
+			}
+			s.Plugin = k.Value
+			s.Args = decode(v)
+		}
+	}
+	if s.Plugin == "" {
+		l.errf(n, "source has no plugin")
+	}
+	if s.Name == "" {
+		s.Name = s.Plugin
+	}
+	for _, f := range s.Filters {
+		if _, ok := filterFuncs[canonicalFilter(f.Name)]; !ok {
+			l.errf(n, "unknown filter %q (supported: %s)", f.Name, strings.Join(filterNames(), ", "))
+		}
+	}
+	return s
+}
+
+var actionArgs = map[string][]string{
+	"run_job_template":      {"name", "organization", "job_args", "post_events", "set_facts", "ruleset", "var_root", "retry", "retries", "delay", "include_events", "lock", "labels", "add_event_uuid_label"},
+	"run_workflow_template": {"name", "organization", "job_args", "post_events", "set_facts", "ruleset", "var_root", "retry", "retries", "delay", "include_events", "lock", "labels", "add_event_uuid_label"},
+	"run_playbook":          {"name", "copy_files", "post_events", "set_facts", "ruleset", "verbosity", "var_root", "json_mode", "retry", "retries", "delay", "extra_vars", "lock"},
+	"run_module":            {"name", "module_args", "post_events", "set_facts", "ruleset", "verbosity", "var_root", "json_mode", "retry", "retries", "delay", "extra_vars", "lock"},
+	"post_event":            {"event", "ruleset"},
+	"set_fact":              {"fact", "ruleset"},
+	"retract_fact":          {"fact", "ruleset", "partial"},
+	"print_event":           {"var_root", "pretty"},
+	"debug":                 {"msg", "var"},
+	"none":                  {},
+	"shutdown":              {"delay", "message", "kind"},
+}
+
+var actionRequired = map[string][]string{
+	"run_job_template": {"name", "organization"}, "run_workflow_template": {"name", "organization"},
+	"run_playbook": {"name"}, "run_module": {"name"}, "post_event": {"event"}, "set_fact": {"fact"}, "retract_fact": {"fact"},
+}
+
+func (l *loader) rule(n *yaml.Node) (*Rule, bool) {
+	f := l.mapping(n, "rule", "name", "condition", "action", "actions", "enabled", "throttle")
+	r := &Rule{}
+	nm, ok := f["name"]
+	if !ok || strings.TrimSpace(nm.val.Value) == "" {
+		l.errf(n, "rule needs a non-empty name")
+		return nil, false
+	}
+	r.Name = nm.val.Value
+	enabled := true
+	if v, ok := f["enabled"]; ok {
+		enabled = v.val.Value != "false"
+	}
+	c, ok := f["condition"]
+	if !ok {
+		l.errf(n, "rule %q has no condition", r.Name)
+		return nil, false
+	}
+	l.conditions(r, c.val)
+	if r.Kind == "single" && len(r.Conds) == 1 {
+		if d, ok := r.Conds[0].(*definedNode); ok && d.not {
+			r.existential = d.p
+		}
+	}
+	_, a1 := f["action"]
+	_, a2 := f["actions"]
+	if a1 == a2 {
+		l.errf(n, "rule %q needs exactly one of action or actions", r.Name)
+	}
+	if v, ok := f["action"]; ok {
+		r.Actions = append(r.Actions, l.action(v.val))
+	}
+	if v, ok := f["actions"]; ok {
+		if v.val.Kind != yaml.SequenceNode {
+			l.errf(v.val, "actions must be a list")
+		}
+		for _, an := range v.val.Content {
+			r.Actions = append(r.Actions, l.action(an))
+		}
+	}
+	if v, ok := f["throttle"]; ok {
+		tf := l.mapping(v.val, "throttle", "once_within", "once_after", "accumulate_within", "threshold", "group_by_attributes")
+		t := &Throttle{}
+		if w, ok := tf["once_within"]; ok {
+			d, err := parseDuration(w.val.Value)
+			if err != nil {
+				l.errf(w.val, "once_within: %v", err)
+			}
+			t.OnceWithin = d
+		} else {
+			l.errf(v.val, "throttle: only once_within is supported by this engine (once_after and accumulate_within are not yet)")
+		}
+		if g, ok := tf["group_by_attributes"]; ok {
+			for _, gn := range g.val.Content {
+				pn, err := parsePath(gn.Value)
+				if err != nil {
+					l.errf(gn, "group_by_attributes: %v", err)
+					continue
+				}
+				t.GroupBy = append(t.GroupBy, pn)
+			}
+		} else {
+			l.errf(v.val, "throttle needs group_by_attributes")
+		}
+		if r.Kind != "single" {
+			l.errf(v.val, "throttle applies to single-condition rules only")
+		}
+		r.Throttle = t
+	}
+	return r, enabled
+}
+
+func parsePath(s string) (*pathNode, error) {
+	toks, err := lex(s)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{toks: toks, src: s}
+	n, err := p.path()
+	if err != nil {
+		return nil, err
+	}
+	pn, ok := n.(*pathNode)
+	if !ok {
+		return nil, fmt.Errorf("%q is not an event path", s)
+	}
+	return pn, nil
+}
+
+func (l *loader) conditions(r *Rule, n *yaml.Node) {
+	add := func(cn *yaml.Node, i int) {
+		src := cn.Value
+		if cn.Kind != yaml.ScalarNode {
+			l.errf(cn, "a condition must be a string")
+			return
+		}
+		src = renderVarsInCondition(src, l.vars)
+		b, alias, err := parseCondition(src, l.vars)
+		if err != nil {
+			l.errf(cn, "%v", err)
+			return
+		}
+		if alias == "" {
+			if r.Kind == "single" {
+				alias = "m"
+			} else {
+				alias = "m_" + strconv.Itoa(i)
+			}
+		}
+		r.Conds = append(r.Conds, b)
+		r.Aliases = append(r.Aliases, alias)
+		r.Texts = append(r.Texts, src)
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		r.Kind = "single"
+		if n.Tag == "!!bool" {
+			v := n.Value == "true"
+			r.Conds, r.Aliases, r.Texts = []boolNode{&constNode{v}}, []string{"m"}, []string{n.Value}
+			return
+		}
+		add(n, 0)
+	case yaml.MappingNode:
+		f := l.mapping(n, "condition", "all", "any", "not_all", "timeout")
+		for _, kind := range []string{"all", "any", "not_all"} {
+			if v, ok := f[kind]; ok {
+				if r.Kind != "" {
+					l.errf(n, "condition has more than one of all/any/not_all")
+				}
+				r.Kind = kind
+				for i, cn := range v.val.Content {
+					add(cn, i)
+				}
+			}
+		}
+		if r.Kind == "not_all" {
+			l.errf(n, "not_all conditions are not supported by this engine yet")
+		}
+		if v, ok := f["timeout"]; ok {
+			if r.Kind == "any" {
+				l.errf(v.val, "timeout is not allowed with any")
+			}
+			d, err := parseDuration(v.val.Value)
+			if err != nil {
+				l.errf(v.val, "timeout: %v", err)
+			}
+			r.Timeout = d
+		}
+		if r.Kind == "" {
+			l.errf(n, "condition mapping needs all, any or not_all")
+		}
+	default:
+		l.errf(n, "condition must be a string, a boolean or a mapping")
+	}
+}
+
+// renderVarsInCondition renders {{ name }} in condition strings against vars
+// at load time, as ansible-rulebook does.
+func renderVarsInCondition(src string, vars map[string]any) string {
+	if !strings.Contains(src, "{{") {
+		return src
+	}
+	out, err := renderString(src, vars)
+	if err != nil {
+		return src
+	}
+	return toString(out)
+}
+
+func (l *loader) action(n *yaml.Node) Action {
+	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
+		l.errf(n, "an action is a mapping with one key (the action name)")
+		return Action{}
+	}
+	name := n.Content[0].Value
+	allowed, ok := actionArgs[name]
+	if !ok {
+		names := make([]string, 0, len(actionArgs))
+		for k := range actionArgs {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		l.errf(n.Content[0], "unknown action %q (known: %s)", name, strings.Join(names, ", "))
+		return Action{Name: name}
+	}
+	a := Action{Name: name, Args: map[string]any{}}
+	if v := n.Content[1]; v.Kind == yaml.MappingNode {
+		f := l.mapping(v, "action "+name, allowed...)
+		for k, fv := range f {
+			a.Args[k] = decode(fv.val)
+		}
+		if name == "run_job_template" || name == "run_workflow_template" {
+			if _, ok := f["extra_vars"]; ok {
+				l.errf(v, "%s: extra_vars belongs inside job_args", name)
+			}
+		}
+	} else if v.Tag != "!!null" {
+		l.errf(v, "arguments of %s must be a mapping", name)
+	}
+	for _, req := range actionRequired[name] {
+		if _, ok := a.Args[req]; !ok {
+			l.errf(n, "action %s needs %q", name, req)
+		}
+	}
+	return a
+}

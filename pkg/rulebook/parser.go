@@ -1,0 +1,572 @@
+package rulebook
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// The condition language of ansible-rulebook (its condition_parser.py
+// grammar): and/or share one precedence level and group left to right; not
+// binds looser than comparisons; << (assignment) binds loosest.
+
+type tokKind int
+
+const (
+	tEOF tokKind = iota
+	tNum
+	tStr
+	tWord // bare word, keyword or path head
+	tOp
+)
+
+type token struct {
+	kind tokKind
+	text string
+	num  any
+	pos  int
+}
+
+func lex(src string) ([]token, error) {
+	var toks []token
+	i := 0
+	for i < len(src) {
+		c := src[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '"' || c == '\'':
+			j := strings.IndexByte(src[i+1:], c)
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated string at column %d", i+1)
+			}
+			s := src[i+1 : i+1+j]
+			s = strings.NewReplacer(`\n`, "\n", `\t`, "\t", `\r`, "\r", `\f`, "\f").Replace(s)
+			toks = append(toks, token{kind: tStr, text: s, pos: i})
+			i += j + 2
+		case c >= '0' && c <= '9' || (c == '.' && i+1 < len(src) && src[i+1] >= '0' && src[i+1] <= '9'):
+			j := i
+			isFloat := false
+			for j < len(src) && (src[j] >= '0' && src[j] <= '9' || src[j] == '.' || src[j] == 'e' || src[j] == 'E' ||
+				((src[j] == '-' || src[j] == '+') && j > i && (src[j-1] == 'e' || src[j-1] == 'E'))) {
+				if src[j] == '.' || src[j] == 'e' || src[j] == 'E' {
+					isFloat = true
+				}
+				j++
+			}
+			text := src[i:j]
+			var v any
+			if isFloat {
+				f, err := strconv.ParseFloat(text, 64)
+				if err != nil {
+					return nil, fmt.Errorf("bad number %q at column %d", text, i+1)
+				}
+				v = f
+			} else {
+				n, err := strconv.ParseInt(text, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("bad number %q at column %d", text, i+1)
+				}
+				v = n
+			}
+			toks = append(toks, token{kind: tNum, text: text, num: v, pos: i})
+			i = j
+		case c == '_' || unicode.IsLetter(rune(c)):
+			j := i
+			for j < len(src) && (src[j] == '_' || unicode.IsLetter(rune(src[j])) || unicode.IsDigit(rune(src[j]))) {
+				j++
+			}
+			toks = append(toks, token{kind: tWord, text: src[i:j], pos: i})
+			i = j
+		default:
+			for _, op := range []string{"<<", "==", "!=", ">=", "<=", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".", "="} {
+				if strings.HasPrefix(src[i:], op) {
+					toks = append(toks, token{kind: tOp, text: op, pos: i})
+					i += len(op)
+					goto next
+				}
+			}
+			return nil, fmt.Errorf("unexpected character %q at column %d", c, i+1)
+		next:
+		}
+	}
+	return append(toks, token{kind: tEOF, pos: len(src)}), nil
+}
+
+type parser struct {
+	toks []token
+	i    int
+	vars map[string]any
+	src  string
+}
+
+// assignment is an "events.name << condition" binding.
+type assignment struct {
+	name string
+	cond boolNode
+}
+
+func (p *parser) peek() token { return p.toks[p.i] }
+func (p *parser) next() token { t := p.toks[p.i]; p.i++; return t }
+func (p *parser) is(kind tokKind, text string) bool {
+	t := p.peek()
+	return t.kind == kind && t.text == text
+}
+func (p *parser) errf(format string, a ...any) error {
+	return fmt.Errorf("condition %q, column %d: %s", p.src, p.peek().pos+1, fmt.Sprintf(format, a...))
+}
+
+// parseCondition compiles one condition string.
+func parseCondition(src string, vars map[string]any) (boolNode, string, error) {
+	toks, err := lex(src)
+	if err != nil {
+		return nil, "", fmt.Errorf("condition %q: %w", src, err)
+	}
+	p := &parser{toks: toks, vars: vars, src: src}
+	alias := ""
+	// events.x << cond / facts.x << cond
+	if len(toks) > 4 && toks[0].kind == tWord && (toks[0].text == "events" || toks[0].text == "facts") &&
+		toks[1].text == "." && toks[2].kind == tWord && toks[3].text == "<<" {
+		alias = toks[2].text
+		p.i = 4
+	}
+	n, err := p.orAnd()
+	if err != nil {
+		return nil, "", err
+	}
+	if p.is(tOp, "<<") {
+		return nil, "", p.errf("the left side of << must be events.<name> or facts.<name>")
+	}
+	if p.peek().kind != tEOF {
+		return nil, "", p.errf("unexpected %q", p.peek().text)
+	}
+	b, err := asBool(n)
+	if err != nil {
+		return nil, "", fmt.Errorf("condition %q: %w", src, err)
+	}
+	return b, alias, nil
+}
+
+func asBool(n node) (boolNode, error) {
+	switch x := n.(type) {
+	case boolNode:
+		return x, nil
+	case *pathNode:
+		return &truthNode{x}, nil
+	case *litNode:
+		if b, ok := x.v.(bool); ok {
+			return &constNode{b}, nil
+		}
+		return &truthNode{x}, nil
+	}
+	return &truthNode{n}, nil
+}
+
+func (p *parser) orAnd() (node, error) {
+	l, err := p.not()
+	if err != nil {
+		return nil, err
+	}
+	for p.is(tWord, "and") || p.is(tWord, "or") {
+		op := p.next().text
+		r, err := p.not()
+		if err != nil {
+			return nil, err
+		}
+		lb, err1 := asBool(l)
+		rb, err2 := asBool(r)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		if op == "and" {
+			l = &andNode{lb, rb}
+		} else {
+			l = &orNode{lb, rb}
+		}
+	}
+	return l, nil
+}
+
+func (p *parser) not() (node, error) {
+	if p.is(tWord, "not") && !(p.toks[p.i+1].kind == tWord && (strings.EqualFold(p.toks[p.i+1].text, "in") || strings.EqualFold(p.toks[p.i+1].text, "contains"))) {
+		p.next()
+		n, err := p.not()
+		if err != nil {
+			return nil, err
+		}
+		b, err := asBool(n)
+		if err != nil {
+			return nil, err
+		}
+		return b.negate(), nil
+	}
+	return p.inExpr()
+}
+
+func (p *parser) inExpr() (node, error) {
+	l, err := p.isExpr()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t := p.peek()
+		op := ""
+		switch {
+		case t.kind == tWord && strings.EqualFold(t.text, "in"):
+			op = "in"
+			p.next()
+		case t.kind == tWord && strings.EqualFold(t.text, "contains"):
+			op = "contains"
+			p.next()
+		case t.kind == tWord && t.text == "not" && p.toks[p.i+1].kind == tWord &&
+			(strings.EqualFold(p.toks[p.i+1].text, "in") || strings.EqualFold(p.toks[p.i+1].text, "contains")):
+			p.next()
+			op = "not " + strings.ToLower(p.next().text)
+		}
+		if op == "" {
+			return l, nil
+		}
+		r, err := p.isExpr()
+		if err != nil {
+			return nil, err
+		}
+		l = &inNode{op, l, r}
+	}
+}
+
+func (p *parser) isExpr() (node, error) {
+	l, err := p.cmp()
+	if err != nil {
+		return nil, err
+	}
+	for p.is(tWord, "is") {
+		p.next()
+		neg := false
+		if p.is(tWord, "not") {
+			p.next()
+			neg = true
+		}
+		t := p.next()
+		if t.kind != tWord {
+			return nil, p.errf("expected a test after 'is'")
+		}
+		switch t.text {
+		case "defined":
+			if _, ok := l.(*pathNode); !ok {
+				return nil, p.errf("'is defined' needs an event/fact path")
+			}
+			l = &definedNode{l, neg}
+		case "match", "search", "regex":
+			args, kw, err := p.args()
+			if err != nil {
+				return nil, err
+			}
+			if len(args) != 1 {
+				return nil, p.errf("%s() takes one pattern", t.text)
+			}
+			flags := ""
+			for k, v := range kw {
+				b, _ := v.(bool)
+				switch k {
+				case "ignorecase":
+					if b {
+						flags += "i"
+					}
+				case "multiline":
+					if b {
+						flags += "m"
+					}
+				default:
+					return nil, p.errf("unknown %s() option %q", t.text, k)
+				}
+			}
+			s := &searchNode{l: l, pattern: args[0], kind: t.text, flags: flags, not: neg}
+			if lit, ok := args[0].(*litNode); ok {
+				ps, ok := lit.v.(string)
+				if !ok {
+					return nil, p.errf("%s() pattern must be a string", t.text)
+				}
+				if s.re, err = compileSearch(t.text, ps, flags, true); err != nil {
+					return nil, p.errf("%v", err)
+				}
+			}
+			l = s
+		case "select", "selectattr":
+			args, _, err := p.args()
+			if err != nil {
+				return nil, err
+			}
+			want := 2
+			if t.text == "selectattr" {
+				want = 3
+			}
+			if len(args) != want {
+				return nil, p.errf("%s() takes %d arguments", t.text, want)
+			}
+			s := &selectNode{l: l, not: neg, val: args[want-1]}
+			opLit, ok := args[want-2].(*litNode)
+			if !ok {
+				return nil, p.errf("%s() operator must be a string", t.text)
+			}
+			s.op, _ = opLit.v.(string)
+			valid := map[string]bool{"==": true, "!=": true, ">": true, ">=": true, "<": true, "<=": true, "regex": true, "search": true, "match": true}
+			if t.text == "selectattr" {
+				for _, o := range []string{"in", "not in", "contains", "not contains"} {
+					valid[o] = true
+				}
+				keyLit, ok := args[0].(*litNode)
+				ks, isStr := keyLit.v.(string)
+				if !ok || !isStr {
+					return nil, p.errf("selectattr() key must be a string")
+				}
+				for _, seg := range strings.Split(ks, ".") {
+					s.key = append(s.key, seg)
+				}
+			}
+			if !valid[s.op] {
+				return nil, p.errf("%s() does not support operator %q", t.text, s.op)
+			}
+			if lit, ok := s.val.(*litNode); ok && (s.op == "regex" || s.op == "search" || s.op == "match") {
+				if ps, ok := lit.v.(string); ok {
+					if s.isRe, err = compileSearch("search", ps, "", false); err != nil {
+						return nil, p.errf("%v", err)
+					}
+				}
+			}
+			l = s
+		default:
+			return nil, p.errf("unknown test %q", t.text)
+		}
+	}
+	return l, nil
+}
+
+// args parses "(a, b, key=value)".
+func (p *parser) args() ([]node, map[string]any, error) {
+	if !p.is(tOp, "(") {
+		return nil, nil, p.errf("expected '('")
+	}
+	p.next()
+	var args []node
+	kw := map[string]any{}
+	for !p.is(tOp, ")") {
+		if p.peek().kind == tWord && p.toks[p.i+1].text == "=" {
+			k := p.next().text
+			p.next()
+			v, err := p.primary()
+			if err != nil {
+				return nil, nil, err
+			}
+			lit, ok := v.(*litNode)
+			if !ok {
+				return nil, nil, p.errf("option %s needs a literal", k)
+			}
+			kw[k] = lit.v
+		} else {
+			v, err := p.add()
+			if err != nil {
+				return nil, nil, err
+			}
+			args = append(args, v)
+		}
+		if p.is(tOp, ",") {
+			p.next()
+		} else if !p.is(tOp, ")") {
+			return nil, nil, p.errf("expected ',' or ')'")
+		}
+	}
+	p.next()
+	return args, kw, nil
+}
+
+func (p *parser) cmp() (node, error) {
+	l, err := p.add()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t := p.peek()
+		if t.kind != tOp || flipCmp[t.text] == "" {
+			return l, nil
+		}
+		p.next()
+		r, err := p.add()
+		if err != nil {
+			return nil, err
+		}
+		l = &cmpNode{t.text, l, r}
+	}
+}
+
+func (p *parser) add() (node, error) {
+	l, err := p.mul()
+	if err != nil {
+		return nil, err
+	}
+	for p.is(tOp, "+") || p.is(tOp, "-") {
+		op := p.next().text[0]
+		r, err := p.mul()
+		if err != nil {
+			return nil, err
+		}
+		l = &arithNode{op, l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) mul() (node, error) {
+	l, err := p.primary()
+	if err != nil {
+		return nil, err
+	}
+	if p.is(tOp, "*") || p.is(tOp, "/") {
+		return nil, p.errf("operator %q is not supported by ansible-rulebook (only + and -)", p.peek().text)
+	}
+	return l, nil
+}
+
+func (p *parser) primary() (node, error) {
+	t := p.peek()
+	switch {
+	case t.kind == tOp && t.text == "(":
+		p.next()
+		n, err := p.orAnd()
+		if err != nil {
+			return nil, err
+		}
+		if !p.is(tOp, ")") {
+			return nil, p.errf("missing ')'")
+		}
+		p.next()
+		return n, nil
+	case t.kind == tOp && t.text == "[":
+		p.next()
+		l := &listNode{}
+		for !p.is(tOp, "]") {
+			v, err := p.add()
+			if err != nil {
+				return nil, err
+			}
+			l.items = append(l.items, v)
+			if p.is(tOp, ",") {
+				p.next()
+			} else if !p.is(tOp, "]") {
+				return nil, p.errf("expected ',' or ']'")
+			}
+		}
+		p.next()
+		allLit := true
+		vals := make([]any, 0, len(l.items))
+		for _, it := range l.items {
+			lit, ok := it.(*litNode)
+			if !ok {
+				allLit = false
+				break
+			}
+			vals = append(vals, lit.v)
+		}
+		if allLit {
+			return &litNode{vals}, nil
+		}
+		return l, nil
+	case t.kind == tOp && (t.text == "-" || t.text == "+") && p.toks[p.i+1].kind == tNum:
+		p.next()
+		n := p.next()
+		if t.text == "-" {
+			switch v := n.num.(type) {
+			case int64:
+				return &litNode{-v}, nil
+			case float64:
+				return &litNode{-v}, nil
+			}
+		}
+		return &litNode{n.num}, nil
+	case t.kind == tNum:
+		p.next()
+		return &litNode{t.num}, nil
+	case t.kind == tStr:
+		p.next()
+		return &litNode{t.text}, nil
+	case t.kind == tWord:
+		switch t.text {
+		case "true", "True":
+			p.next()
+			return &litNode{true}, nil
+		case "false", "False":
+			p.next()
+			return &litNode{false}, nil
+		case "null":
+			p.next()
+			return &litNode{nil}, nil
+		case "event", "events", "fact", "facts", "vars":
+			return p.path()
+		case "and", "or", "not", "is", "in", "contains":
+			return nil, p.errf("unexpected keyword %q", t.text)
+		}
+		p.next()
+		return &litNode{t.text}, nil // a bare word is a string
+	}
+	return nil, p.errf("unexpected %q", t.text)
+}
+
+func (p *parser) path() (node, error) {
+	head := p.next()
+	pn := &pathNode{prefix: head.text}
+	var text strings.Builder
+	text.WriteString(head.text)
+	for {
+		if p.is(tOp, ".") && p.toks[p.i+1].kind == tWord {
+			p.next()
+			w := p.next()
+			pn.segs = append(pn.segs, w.text)
+			text.WriteString("." + w.text)
+			continue
+		}
+		if p.is(tOp, "[") {
+			p.next()
+			t := p.next()
+			switch {
+			case t.kind == tStr:
+				pn.segs = append(pn.segs, t.text)
+			case t.kind == tNum:
+				n, ok := t.num.(int64)
+				if !ok {
+					return nil, p.errf("index must be an integer")
+				}
+				pn.segs = append(pn.segs, int(n))
+			case t.kind == tOp && t.text == "-" && p.peek().kind == tNum:
+				n, ok := p.next().num.(int64)
+				if !ok {
+					return nil, p.errf("index must be an integer")
+				}
+				pn.segs = append(pn.segs, -int(n))
+			default:
+				return nil, p.errf("bad index")
+			}
+			if !p.is(tOp, "]") {
+				return nil, p.errf("missing ']'")
+			}
+			p.next()
+			fmt.Fprintf(&text, "[%v]", pn.segs[len(pn.segs)-1])
+			continue
+		}
+		break
+	}
+	pn.text = text.String()
+	if len(pn.segs) == 0 {
+		return nil, p.errf("%q alone is not a valid identifier; name an attribute", head.text)
+	}
+	if pn.prefix == "vars" {
+		v, ok := walk(p.vars, pn.segs)
+		if !ok {
+			return nil, p.errf("vars does not contain key: %s", strings.TrimPrefix(pn.text, "vars."))
+		}
+		if _, isMap := v.(map[string]any); isMap {
+			return nil, p.errf("vars.%s is a mapping; conditions need a value", strings.TrimPrefix(pn.text, "vars."))
+		}
+		return &litNode{normalize(v)}, nil
+	}
+	return pn, nil
+}

@@ -1,0 +1,331 @@
+package rulebook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Action arguments are rendered with Jinja semantics for the subset
+// rulebooks use: "{{ expr }}" alone keeps the value's native type (an object
+// stays an object); mixed text renders as a string with Python's str();
+// an undefined variable is an error. expr is a variable path (event.a.b,
+// events.m_0.x, a top-level var, x["k"], x[0]) or a literal, followed by
+// filters: default, string, int, float, bool, lower, upper, length, first,
+// last, join, tojson, basename, dirname, normpath, replace.
+
+// ErrUndefined marks a template that names something undefined.
+var ErrUndefined = errors.New("undefined variable")
+
+func render(v any, ctx map[string]any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return renderString(x, ctx)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			r, err := render(val, ctx)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			r, err := render(val, ctx)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+func renderString(s string, ctx map[string]any) (any, error) {
+	if !strings.Contains(s, "{{") || !strings.Contains(s, "}}") {
+		return s, nil
+	}
+	trimmed := strings.TrimSpace(s)
+	if strings.HasPrefix(trimmed, "{{") && strings.HasSuffix(trimmed, "}}") && strings.Count(trimmed, "{{") == 1 && trimmed == s {
+		v, err := evalTemplateExpr(strings.TrimSpace(trimmed[2:len(trimmed)-2]), ctx)
+		if err != nil {
+			return nil, err
+		}
+		if str, ok := v.(string); ok {
+			return literalEval(str), nil
+		}
+		return v, nil
+	}
+	var b strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		v, err := evalTemplateExpr(strings.TrimSpace(rest[i+2:i+j]), ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString(toString(v))
+		rest = rest[i+j+2:]
+	}
+	return b.String(), nil
+}
+
+// literalEval mimics Python's ast.literal_eval on a rendered string: numbers
+// and lists/dicts become values; anything else stays a string.
+func literalEval(s string) any {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil && strings.ContainsAny(s, ".eE") && !strings.ContainsAny(s, "nN") {
+		return f
+	}
+	return s
+}
+
+func splitTop(s string, sep byte) []string {
+	var parts []string
+	depth, start := 0, 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '(' || c == '[':
+			depth++
+		case c == ')' || c == ']':
+			depth--
+		case c == sep && depth == 0:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+func evalTemplateExpr(expr string, ctx map[string]any) (any, error) {
+	parts := splitTop(expr, '|')
+	v, err := evalOperand(strings.TrimSpace(parts[0]), ctx)
+	for _, f := range parts[1:] {
+		f = strings.TrimSpace(f)
+		name, args := f, []any{}
+		if i := strings.IndexByte(f, '('); i > 0 && strings.HasSuffix(f, ")") {
+			name = f[:i]
+			for _, a := range splitTop(f[i+1:len(f)-1], ',') {
+				if a = strings.TrimSpace(a); a == "" {
+					continue
+				}
+				av, aerr := evalOperand(a, ctx)
+				if aerr != nil {
+					return nil, aerr
+				}
+				args = append(args, av)
+			}
+		}
+		if name == "default" || name == "d" {
+			if err != nil {
+				err = nil
+				v = nil
+				if len(args) > 0 {
+					v = args[0]
+				}
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v, err = applyFilter(name, v, args); err != nil {
+			return nil, fmt.Errorf("filter %s: %w", name, err)
+		}
+	}
+	return v, err
+}
+
+func evalOperand(s string, ctx map[string]any) (any, error) {
+	if s == "" {
+		return nil, errors.New("empty expression")
+	}
+	if (s[0] == '"' || s[0] == '\'') && len(s) >= 2 && s[len(s)-1] == s[0] {
+		return s[1 : len(s)-1], nil
+	}
+	switch s {
+	case "None", "none", "null":
+		return nil, nil
+	case "True", "true":
+		return true, nil
+	case "False", "false":
+		return false, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return f, nil
+	}
+	segs, err := splitPath(s)
+	if err != nil {
+		return nil, err
+	}
+	root, ok := ctx[segs[0].(string)]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+	}
+	v, ok := walk(root, segs[1:])
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+	}
+	return v, nil
+}
+
+func splitPath(s string) ([]any, error) {
+	var segs []any
+	i := 0
+	readIdent := func() string {
+		j := i
+		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
+			j++
+		}
+		id := s[i:j]
+		i = j
+		return id
+	}
+	first := readIdent()
+	if first == "" {
+		return nil, fmt.Errorf("cannot evaluate %q", s)
+	}
+	segs = append(segs, first)
+	for i < len(s) {
+		switch s[i] {
+		case '.':
+			i++
+			id := readIdent()
+			if id == "" {
+				return nil, fmt.Errorf("cannot evaluate %q", s)
+			}
+			segs = append(segs, id)
+		case '[':
+			j := strings.IndexByte(s[i:], ']')
+			if j < 0 {
+				return nil, fmt.Errorf("missing ] in %q", s)
+			}
+			inner := strings.TrimSpace(s[i+1 : i+j])
+			if n, err := strconv.Atoi(inner); err == nil {
+				segs = append(segs, n)
+			} else if len(inner) >= 2 && (inner[0] == '"' || inner[0] == '\'') {
+				segs = append(segs, inner[1:len(inner)-1])
+			} else {
+				return nil, fmt.Errorf("unsupported index %q", inner)
+			}
+			i += j + 1
+		default:
+			return nil, fmt.Errorf("unsupported template expression %q (this engine renders paths, literals and filters)", s)
+		}
+	}
+	return segs, nil
+}
+
+func applyFilter(name string, v any, args []any) (any, error) {
+	switch name {
+	case "string":
+		return toString(v), nil
+	case "int":
+		if f, ok := toFloat(v); ok {
+			return int64(f), nil
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(toString(v)), 10, 64)
+		if err != nil {
+			return int64(0), nil
+		}
+		return n, nil
+	case "float":
+		if f, ok := toFloat(v); ok {
+			return f, nil
+		}
+		f, _ := strconv.ParseFloat(strings.TrimSpace(toString(v)), 64)
+		return f, nil
+	case "bool":
+		switch x := v.(type) {
+		case bool:
+			return x, nil
+		case string:
+			l := strings.ToLower(x)
+			return l == "true" || l == "yes" || l == "on" || l == "1", nil
+		}
+		f, _ := toFloat(v)
+		return f != 0, nil
+	case "lower":
+		return strings.ToLower(toString(v)), nil
+	case "upper":
+		return strings.ToUpper(toString(v)), nil
+	case "length", "count":
+		switch x := v.(type) {
+		case string:
+			return int64(len(x)), nil
+		case []any:
+			return int64(len(x)), nil
+		case map[string]any:
+			return int64(len(x)), nil
+		}
+		return nil, errors.New("object has no length")
+	case "first", "last":
+		l, ok := v.([]any)
+		if !ok || len(l) == 0 {
+			return nil, errors.New("needs a non-empty list")
+		}
+		if name == "first" {
+			return l[0], nil
+		}
+		return l[len(l)-1], nil
+	case "join":
+		l, ok := v.([]any)
+		if !ok {
+			return nil, errors.New("needs a list")
+		}
+		sep := ""
+		if len(args) > 0 {
+			sep = toString(args[0])
+		}
+		parts := make([]string, len(l))
+		for i, x := range l {
+			parts[i] = toString(x)
+		}
+		return strings.Join(parts, sep), nil
+	case "tojson", "to_json":
+		b, err := json.Marshal(v)
+		return string(b), err
+	case "basename":
+		return path.Base(toString(v)), nil
+	case "dirname":
+		return path.Dir(toString(v)), nil
+	case "normpath":
+		return path.Clean(toString(v)), nil
+	case "replace":
+		if len(args) < 2 {
+			return nil, errors.New("replace(old, new)")
+		}
+		return strings.ReplaceAll(toString(v), toString(args[0]), toString(args[1])), nil
+	}
+	return nil, fmt.Errorf("unknown filter %q", name)
+}
