@@ -108,8 +108,23 @@ type assignment struct {
 	cond boolNode
 }
 
-func (p *parser) peek() token { return p.toks[p.i] }
-func (p *parser) next() token { t := p.toks[p.i]; p.i++; return t }
+func (p *parser) peek() token { return p.at(0) }
+
+// at looks k tokens ahead; past the end it is the EOF token.
+func (p *parser) at(k int) token {
+	if p.i+k >= len(p.toks) {
+		return p.toks[len(p.toks)-1]
+	}
+	return p.toks[p.i+k]
+}
+
+func (p *parser) next() token {
+	t := p.at(0)
+	if p.i < len(p.toks)-1 {
+		p.i++
+	}
+	return t
+}
 func (p *parser) is(kind tokKind, text string) bool {
 	t := p.peek()
 	return t.kind == kind && t.text == text
@@ -190,7 +205,7 @@ func (p *parser) orAnd() (node, error) {
 }
 
 func (p *parser) not() (node, error) {
-	if p.is(tWord, "not") && !(p.toks[p.i+1].kind == tWord && (strings.EqualFold(p.toks[p.i+1].text, "in") || strings.EqualFold(p.toks[p.i+1].text, "contains"))) {
+	if p.is(tWord, "not") && !(p.at(1).kind == tWord && (strings.EqualFold(p.at(1).text, "in") || strings.EqualFold(p.at(1).text, "contains"))) {
 		p.next()
 		n, err := p.not()
 		if err != nil {
@@ -220,8 +235,8 @@ func (p *parser) inExpr() (node, error) {
 		case t.kind == tWord && strings.EqualFold(t.text, "contains"):
 			op = "contains"
 			p.next()
-		case t.kind == tWord && t.text == "not" && p.toks[p.i+1].kind == tWord &&
-			(strings.EqualFold(p.toks[p.i+1].text, "in") || strings.EqualFold(p.toks[p.i+1].text, "contains")):
+		case t.kind == tWord && t.text == "not" && p.at(1).kind == tWord &&
+			(strings.EqualFold(p.at(1).text, "in") || strings.EqualFold(p.at(1).text, "contains")):
 			p.next()
 			op = "not " + strings.ToLower(p.next().text)
 		}
@@ -352,7 +367,7 @@ func (p *parser) args() ([]node, map[string]any, error) {
 	var args []node
 	kw := map[string]any{}
 	for !p.is(tOp, ")") {
-		if p.peek().kind == tWord && p.toks[p.i+1].text == "=" {
+		if p.peek().kind == tWord && p.at(1).text == "=" {
 			k := p.next().text
 			p.next()
 			v, err := p.primary()
@@ -471,7 +486,7 @@ func (p *parser) primary() (node, error) {
 			return &litNode{vals}, nil
 		}
 		return l, nil
-	case t.kind == tOp && (t.text == "-" || t.text == "+") && p.toks[p.i+1].kind == tNum:
+	case t.kind == tOp && (t.text == "-" || t.text == "+") && p.at(1).kind == tNum:
 		p.next()
 		n := p.next()
 		if t.text == "-" {
@@ -517,7 +532,7 @@ func (p *parser) path() (node, error) {
 	var text strings.Builder
 	text.WriteString(head.text)
 	for {
-		if p.is(tOp, ".") && p.toks[p.i+1].kind == tWord {
+		if p.is(tOp, ".") && p.at(1).kind == tWord {
 			p.next()
 			w := p.next()
 			pn.segs = append(pn.segs, w.text)

@@ -103,10 +103,11 @@ func NewSession(rb *Rulebook, opts Options) *Session {
 func (s *Session) Process(event map[string]any) ([]Fired, error) {
 	var out []Fired
 	for _, st := range s.state {
-		evs := []map[string]any{deepCopy(event)}
-		if src := webhookSource(st.rs); src != nil {
+		// The engine never mutates an event; filters work on a copy.
+		evs := []map[string]any{event}
+		if src := webhookSource(st.rs); src != nil && len(src.Filters) > 0 {
 			var err error
-			if evs, err = applyFilters(src.Filters, evs); err != nil {
+			if evs, err = applyFilters(src.Filters, []map[string]any{deepCopy(event)}); err != nil {
 				return out, err
 			}
 		}
