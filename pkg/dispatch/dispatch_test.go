@@ -188,6 +188,9 @@ func appendRaw(t *testing.T, in *inbox.Inbox, body []byte) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := in.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return r.Seq
 }
 

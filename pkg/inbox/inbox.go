@@ -131,9 +131,12 @@ type Options struct {
 	RetainCount int
 	// CompactInterval is how often compaction runs (default 1 minute).
 	CompactInterval time.Duration
-	// MaxBatch bounds the operations committed in one transaction (default 1024).
+	// MaxBatch bounds the appends synced together (default 1024).
 	MaxBatch int
-	Logger   *zap.Logger
+	// ApplyDelay is how long acknowledged appends may wait before they are
+	// written to bbolt and visible to readers (default 10ms).
+	ApplyDelay time.Duration
+	Logger     *zap.Logger
 	// Registerer receives the inbox metrics; nil means none.
 	Registerer prometheus.Registerer
 }
@@ -145,11 +148,14 @@ const (
 	opComplete
 	opPutJob
 	opCompact
+	opApply   // entries made durable in the WAL, to be written to bbolt
+	opBarrier // answered once everything queued before it is in bbolt
 )
 
 type op struct {
 	kind    opKind
 	item    *Item
+	apply   []walRecord
 	seq     uint64
 	outcome Outcome
 	job     *Job
@@ -163,10 +169,16 @@ type Inbox struct {
 	db      *bolt.DB
 	opts    Options
 	log     *zap.Logger
-	ops     chan *op
+	ops     chan *op // appends, to the WAL writer
+	aops    chan *op // everything else, to the bbolt applier
+	urgent  chan struct{}
 	notify  chan struct{}
 	closing chan struct{}
-	stopped chan struct{}
+	wstop   chan struct{} // WAL writer stopped
+	stopped chan struct{} // applier stopped
+	wal     *wal
+	nextSeq uint64       // writer only
+	idxMu   sync.Mutex   // guards ids, objs, objsDirty (writer and applier)
 	mu      sync.RWMutex // guards closed against concurrent submit
 	closed  bool
 	pending atomic.Int64
@@ -178,7 +190,7 @@ type Inbox struct {
 	// rebuilt from them at open; objs (object -> last accepted
 	// resourceVersion) is flushed to the objects bucket at compaction, before
 	// the entries that carry it are removed, and rebuilt from the bucket plus
-	// the retained entries. Only the writer goroutine touches them.
+	// the retained entries.
 	ids       map[string]uint64
 	objs      map[string]string
 	objsDirty map[string]bool
@@ -211,6 +223,9 @@ func Open(opts Options) (*Inbox, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
 	}
+	if opts.ApplyDelay <= 0 {
+		opts.ApplyDelay = 10 * time.Millisecond
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
@@ -230,8 +245,11 @@ func Open(opts Options) (*Inbox, error) {
 	in := &Inbox{
 		db: db, opts: opts, log: opts.Logger,
 		ops:     make(chan *op, 4*opts.MaxBatch),
+		aops:    make(chan *op, 4*opts.MaxBatch),
+		urgent:  make(chan struct{}, 1),
 		notify:  make(chan struct{}, 1),
 		closing: make(chan struct{}),
+		wstop:   make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
 	in.opPool.New = func() any { return &op{done: make(chan *op, 1)} }
@@ -246,8 +264,13 @@ func Open(opts Options) (*Inbox, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("inbox: initialise %s: %w", path, err)
 	}
+	if err := in.openWAL(filepath.Join(opts.Dir, "inbox.wal")); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	in.initMetrics(opts.Registerer)
 	go in.writer()
+	go in.applier()
 	return in, nil
 }
 
@@ -278,6 +301,15 @@ func (in *Inbox) rebuild(tx *bolt.Tx) error {
 		in.noteObject(e.ObjectKey, e.ResourceVersion, e.Deleted)
 		return nil
 	})
+}
+
+// lastSeq is the highest sequence ever handed out that bbolt knows of.
+func lastSeq(tx *bolt.Tx) uint64 {
+	seq := tx.Bucket(bucketEvents).Sequence()
+	if k, _ := tx.Bucket(bucketEvents).Cursor().Last(); k != nil {
+		seq = max(seq, binary.BigEndian.Uint64(k))
+	}
+	return seq
 }
 
 func (in *Inbox) noteObject(key, rv string, deleted bool) {
@@ -327,8 +359,17 @@ func (in *Inbox) submit(ctx context.Context, o *op) error {
 		in.mu.RUnlock()
 		return ErrClosed
 	}
+	ch := in.aops
+	if o.kind == opAppend {
+		ch = in.ops
+	} else {
+		select { // cut a pending apply delay short
+		case in.urgent <- struct{}{}:
+		default:
+		}
+	}
 	select {
-	case in.ops <- o:
+	case ch <- o:
 	case <-ctx.Done():
 		in.mu.RUnlock()
 		return ctx.Err()
@@ -398,6 +439,18 @@ func (in *Inbox) Compact(ctx context.Context) error {
 	return err
 }
 
+// Flush returns once every event acknowledged before the call is visible to
+// Pending, Get and Recent (appends reach bbolt shortly after their ack).
+func (in *Inbox) Flush(ctx context.Context) error {
+	o := in.getOp()
+	o.kind = opBarrier
+	err := in.submit(ctx, o)
+	if err == nil {
+		in.putOp(o)
+	}
+	return err
+}
+
 // Close stops the writer after it has committed everything queued.
 func (in *Inbox) Close() error {
 	in.mu.Lock()
@@ -409,28 +462,29 @@ func (in *Inbox) Close() error {
 	close(in.closing)
 	in.mu.Unlock()
 	<-in.stopped
-	return in.db.Close()
+	werr := in.wal.close()
+	if err := in.db.Close(); err != nil {
+		return fmt.Errorf("inbox: close: %w", err)
+	}
+	return werr
 }
 
+// writer is the WAL stage: it takes the appends queued while the previous
+// fsync ran, deduplicates them, writes them to the WAL with one fdatasync, and
+// only then acknowledges them. bbolt is written later by the applier.
 func (in *Inbox) writer() {
-	defer close(in.stopped)
-	ticker := time.NewTicker(in.opts.CompactInterval)
-	defer ticker.Stop()
+	defer close(in.wstop)
 	batch := make([]*op, 0, in.opts.MaxBatch)
 	for {
 		batch = batch[:0]
 		select {
 		case o := <-in.ops:
 			batch = append(batch, o)
-		case <-ticker.C:
-			batch = append(batch, &op{kind: opCompact, done: make(chan *op, 1)})
 		case <-in.closing:
-			// Nothing can be queued any more (submit holds the read lock
-			// while sending); drain what is there.
 			for {
 				select {
 				case o := <-in.ops:
-					in.commit([]*op{o})
+					in.writeBatch([]*op{o})
 				default:
 					return
 				}
@@ -445,31 +499,146 @@ func (in *Inbox) writer() {
 				break fill
 			}
 		}
+		in.writeBatch(batch)
+	}
+}
+
+func (in *Inbox) writeBatch(batch []*op) {
+	recs := make([]walRecord, 0, len(batch))
+	in.idxMu.Lock()
+	for _, o := range batch {
+		o.err = nil
+		it := o.item
+		if it.ID != "" {
+			if seq, ok := in.ids[it.ID]; ok {
+				o.res = Result{Seq: seq, Duplicate: true, Reason: "duplicate-id"}
+				continue
+			}
+		}
+		if it.ObjectKey != "" && it.Initial && it.ResourceVersion != "" {
+			if rv, ok := in.objs[it.ObjectKey]; ok && rv == it.ResourceVersion {
+				o.res = Result{Duplicate: true, Reason: "initial-seen"}
+				continue
+			}
+		}
+		in.nextSeq++
+		e := Entry{
+			Seq: in.nextSeq, ID: it.ID, UUID: it.UUID, Endpoint: it.Endpoint, Headers: it.Headers,
+			ReceivedAt: it.ReceivedAt, State: StatePending, Payload: it.Payload,
+			ObjectKey: it.ObjectKey, ResourceVersion: it.ResourceVersion, Deleted: it.Deleted,
+		}
+		v, err := encodeEntry(&e)
+		if err != nil {
+			in.nextSeq--
+			o.err = err
+			continue
+		}
+		recs = append(recs, walRecord{seq: e.Seq, value: v})
+		if it.ID != "" {
+			in.ids[it.ID] = e.Seq
+		}
+		in.noteObject(it.ObjectKey, it.ResourceVersion, it.Deleted)
+		o.res = Result{Seq: e.Seq}
+	}
+	in.idxMu.Unlock()
+	var err error
+	if len(recs) > 0 {
+		err = in.wal.append(recs)
+	}
+	if err != nil {
+		// Not durable: fail the whole batch. The indexes were updated
+		// optimistically; a sender retry is then answered as a duplicate of an
+		// event that was never stored, so stop accepting instead.
+		err = fmt.Errorf("inbox: write-ahead log: %w", err)
+		in.log.Error("inbox: write-ahead log failed; refusing further events", zap.Error(err))
+		in.wal.fail(err)
+	}
+	in.m.commits.Inc()
+	in.m.batchSize.Observe(float64(len(batch)))
+	if err == nil && len(recs) > 0 {
+		in.pending.Add(int64(len(recs)))
+		// Queued before the acknowledgements, so that any later operation on
+		// these entries finds them in bbolt.
+		in.aops <- &op{kind: opApply, apply: recs}
+	}
+	for _, o := range batch {
+		if err != nil {
+			o.err, o.res = err, Result{}
+		} else if o.err == nil && o.res.Duplicate {
+			in.m.dropped.WithLabelValues(o.res.Reason).Inc()
+		}
+		o.done <- o
+	}
+}
+
+// applier writes WAL'd entries and the other operations to bbolt, one
+// transaction per batch, and truncates the WAL once bbolt holds everything.
+func (in *Inbox) applier() {
+	defer close(in.stopped)
+	ticker := time.NewTicker(in.opts.CompactInterval)
+	defer ticker.Stop()
+	batch := make([]*op, 0, in.opts.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-in.aops:
+			batch = append(batch, o)
+		case <-ticker.C:
+			batch = append(batch, &op{kind: opCompact, done: make(chan *op, 1)})
+		case <-in.wstop:
+			for {
+				select {
+				case o := <-in.aops:
+					in.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+		// Appends are already durable in the WAL: gather them for a moment so
+		// that bbolt's two syncs per commit are spread over many entries and
+		// compete less with the WAL's. Other operations go at once.
+		if batch[0].kind == opApply {
+			select {
+			case <-time.After(in.opts.ApplyDelay):
+			case <-in.urgent:
+			case <-in.wstop:
+			}
+		}
+	fill:
+		for len(batch) < 64*in.opts.MaxBatch {
+			select {
+			case o := <-in.aops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
 		in.commit(batch)
 	}
 }
 
-// commit applies a batch in one transaction and answers every op.
+// commit applies a batch in one bbolt transaction and answers every op.
 func (in *Inbox) commit(batch []*op) {
-	var appended, completed, dropped int64
+	var appended, completed int64
 	var compactedDone int64
+	var maxSeq uint64
 	now := time.Now()
 	err := in.db.Update(func(tx *bolt.Tx) error {
-		appended, completed, dropped, compactedDone = 0, 0, 0, 0
+		appended, completed, compactedDone, maxSeq = 0, 0, 0, 0
 		ev := tx.Bucket(bucketEvents)
 		objs := tx.Bucket(bucketObjects)
 		jobs := tx.Bucket(bucketJobs)
 		for _, o := range batch {
 			o.err = nil
 			switch o.kind {
-			case opAppend:
-				o.res, o.err = in.appendItem(ev, o.item)
-				if o.err == nil {
-					if o.res.Duplicate {
-						dropped++
-					} else {
-						appended++
+			case opApply:
+				for _, r := range o.apply {
+					if err := ev.Put(seqKey(r.seq), r.value); err != nil {
+						return err // the WAL still holds them
 					}
+					appended++
+					maxSeq = max(maxSeq, r.seq)
 				}
 			case opComplete:
 				var wasPending bool
@@ -480,35 +649,43 @@ func (in *Inbox) commit(batch []*op) {
 			case opPutJob:
 				o.err = putJob(jobs, o.job)
 			case opCompact:
-				var n int64
+				in.idxMu.Lock()
 				if o.err = in.flushObjects(objs); o.err == nil {
+					var n int64
 					n, o.err = in.compact(ev, jobs, now, in.opts.RetainAge, in.opts.RetainCount)
+					compactedDone += n
 				}
-				compactedDone += n
+				in.idxMu.Unlock()
 			}
+		}
+		if maxSeq > ev.Sequence() {
+			return ev.SetSequence(maxSeq)
 		}
 		return nil
 	})
 	if err != nil {
 		err = fmt.Errorf("inbox: commit: %w", err)
 		in.log.Error("inbox commit failed", zap.Error(err), zap.Int("ops", len(batch)))
-		// The indexes may hold changes of the failed transaction.
-		if rerr := in.db.View(in.rebuild); rerr != nil {
-			in.log.Error("inbox: rebuild indexes", zap.Error(rerr))
-		}
 	} else {
-		in.m.commits.Inc()
-		in.m.batchSize.Observe(float64(len(batch)))
-		in.pending.Add(appended - completed)
+		in.pending.Add(-completed)
 		in.done.Add(completed - compactedDone)
 		in.m.compacted.Add(float64(compactedDone))
+		if maxSeq > 0 {
+			if terr := in.wal.applied(maxSeq); terr != nil {
+				in.log.Warn("inbox: truncate write-ahead log", zap.Error(terr))
+			}
+		}
 	}
 	for _, o := range batch {
+		if o.kind == opApply {
+			if err != nil {
+				// Entries stay in the WAL and are applied at the next open.
+				in.log.Error("inbox: entries durable in the WAL but not indexed until restart", zap.Int("entries", len(o.apply)))
+			}
+			continue
+		}
 		if err != nil {
 			o.err = err
-			o.res = Result{}
-		} else if o.kind == opAppend && o.res.Duplicate {
-			in.m.dropped.WithLabelValues(o.res.Reason).Inc()
 		}
 		o.done <- o
 	}
@@ -518,40 +695,6 @@ func (in *Inbox) commit(batch []*op) {
 		default:
 		}
 	}
-}
-
-func (in *Inbox) appendItem(ev *bolt.Bucket, it *Item) (Result, error) {
-	if it.ID != "" {
-		if seq, ok := in.ids[it.ID]; ok {
-			return Result{Seq: seq, Duplicate: true, Reason: "duplicate-id"}, nil
-		}
-	}
-	if it.ObjectKey != "" && it.Initial && it.ResourceVersion != "" {
-		if rv, ok := in.objs[it.ObjectKey]; ok && rv == it.ResourceVersion {
-			return Result{Duplicate: true, Reason: "initial-seen"}, nil
-		}
-	}
-	seq, err := ev.NextSequence()
-	if err != nil {
-		return Result{}, err
-	}
-	e := Entry{
-		Seq: seq, ID: it.ID, UUID: it.UUID, Endpoint: it.Endpoint, Headers: it.Headers,
-		ReceivedAt: it.ReceivedAt, State: StatePending, Payload: it.Payload,
-		ObjectKey: it.ObjectKey, ResourceVersion: it.ResourceVersion, Deleted: it.Deleted,
-	}
-	v, err := encodeEntry(&e)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := ev.Put(seqKey(seq), v); err != nil {
-		return Result{}, err
-	}
-	if it.ID != "" {
-		in.ids[it.ID] = seq
-	}
-	in.noteObject(it.ObjectKey, it.ResourceVersion, it.Deleted)
-	return Result{Seq: seq}, nil
 }
 
 // flushObjects writes the changed object states to the objects bucket.

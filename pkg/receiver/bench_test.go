@@ -128,8 +128,19 @@ func BenchmarkIngest(b *testing.B) {
 		name string
 		h    func(*testing.B) http.Handler
 	}{{"bare", func(*testing.B) http.Handler { return bareHandler() }}, {"durable", durableHandler}} {
-		b.Run(v.name, func(b *testing.B) {
-			srv := httptest.NewServer(v.h(b))
+		b.Run(v.name, func(b *testing.B) { benchHandler(b, v.h(b)) })
+	}
+}
+
+func benchHandler(b *testing.B, h http.Handler) {
+	const clients = 32
+	payloads := make([][]byte, 4096)
+	for i := range payloads {
+		payloads[i] = pvPayload(i)
+	}
+	{
+		{
+			srv := httptest.NewServer(h)
 			defer srv.Close()
 			c := benchClient()
 			var next atomic.Int64
@@ -163,7 +174,7 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatalf("%d requests failed", failed.Load())
 			}
 			b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
-		})
+		}
 	}
 }
 

@@ -208,6 +208,9 @@ func TestStoredEventShapeAndDedupe(t *testing.T) {
 			t.Errorf("dropped{%s} = %v", r, got)
 		}
 	}
+	if err := in.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	p, err := in.Pending(0, 10)
 	if err != nil || len(p) != 1 {
 		t.Fatal(p, err)
@@ -234,6 +237,7 @@ func TestAuthorizationNeverStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	_ = in.Flush(context.Background())
 	p, _ := in.Pending(0, 1)
 	if resp.StatusCode != 200 || len(p) != 1 {
 		t.Fatal(resp.StatusCode)
