@@ -350,7 +350,9 @@ func executors(cfg Config, deps Deps, log *zap.Logger, reg prometheus.Registerer
 			return nil, nil, err
 		}
 		if err := cat.Check(); err != nil {
-			return nil, nil, fmt.Errorf("receiver: --job-templates: %w", err)
+			// Not fatal: a template the rulebook never fires needs no
+			// playbook; a job for a missing one fails with this reason.
+			log.Warn("--job-templates lists playbooks that do not exist", zap.Error(err))
 		}
 	}
 	logDir := cfg.JobLogDir

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ocpv-dr/ocpv-dr/pkg/clidoc"
+)
+
+var update = flag.Bool("update", false, "rewrite pkg/receiver/reference.md")
+
+// The flag reference in pkg/receiver/reference.md is generated from the
+// commands; this fails when they drift apart.
+func TestReferenceUpToDate(t *testing.T) {
+	const path = "../../pkg/receiver/reference.md"
+	got := clidoc.Markdown(newRootCommand(), "RECEIVER")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run: go test ./cmd/receiver -run Reference -update)", err)
+	}
+	if string(want) != got {
+		t.Fatalf("%s is stale: run `go test ./cmd/receiver -run Reference -update`", path)
+	}
+}
+
+// A bad configuration fails at start with every problem listed.
+func TestBadConfigListsEveryProblem(t *testing.T) {
+	cmd := newRootCommand()
+	cmd.SetArgs([]string{"serve", "--listen", "nope", "--rulebook", "/nonexistent.yml", "--max-concurrent-jobs", "0",
+		"--hmac-secret-file", "/nonexistent-secret"})
+	err := cmd.Execute()
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for _, want := range []string{"/nonexistent-secret"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	cmd = newRootCommand()
+	cmd.SetArgs([]string{"serve", "--listen", "nope", "--rulebook", "/nonexistent.yml", "--max-concurrent-jobs", "0",
+		"--controller-url", "https://aap.example"})
+	t.Setenv("RECEIVER_CONTROLLER_TOKEN", "")
+	t.Setenv("EDA_CONTROLLER_TOKEN", "")
+	err = cmd.Execute()
+	for _, want := range []string{"--listen", "/nonexistent.yml", "--max-concurrent-jobs", "needs a token"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// RECEIVER_* environment variables and EDA_CONTROLLER_* names configure serve.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("RECEIVER_MAX_CONCURRENT_JOBS", "3")
+	t.Setenv("RECEIVER_WEBHOOK_TOKEN", "wt")
+	t.Setenv("EDA_CONTROLLER_URL", "https://aap.example/api/controller/")
+	t.Setenv("EDA_CONTROLLER_TOKEN", "ct")
+	cmd := newServeCommand()
+	v, err := newViper(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := configFrom(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConcurrentJobs != 3 || c.WebhookToken != "wt" || c.ControllerURL != "https://aap.example/api/controller/" || c.ControllerToken != "ct" {
+		t.Fatalf("%+v", c)
+	}
+}
