@@ -106,6 +106,9 @@ type Config struct {
 	// MaxInFlight bounds entries taken from the inbox and not yet finished
 	// (default 10000).
 	MaxInFlight int
+	// DisableCoalescing runs every job action (one job per event); for
+	// comparisons only.
+	DisableCoalescing bool
 	// Wrap builds the rule engine's event from a stored entry (default
 	// WrapEntry: the ansible.eda.webhook shape).
 	Wrap func(e *inbox.Entry) (map[string]any, error)

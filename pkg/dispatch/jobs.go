@@ -56,7 +56,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, t *tracker, f Fired) {
 		l = &lane{key: key}
 		d.lanes[key] = l
 	}
-	if n := len(l.queue); n > 0 && l.queue[n-1].ckey == nt.ckey {
+	if n := len(l.queue); n > 0 && l.queue[n-1].ckey == nt.ckey && !d.cfg.DisableCoalescing {
 		old := l.queue[n-1]
 		nt.trackers = append(old.trackers, t)
 		l.queue[n-1] = nt
