@@ -23,7 +23,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic]
+    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic, rewrite]
   pvs:
     description: PersistentVolume objects.
     type: list
@@ -98,6 +98,14 @@ options:
     description: In archive mode, delete the DR copy instead of archiving it (explicit opt-in).
     type: bool
     default: false
+  pvcs:
+    description: In rewrite mode, PersistentVolumeClaims from a backup to clean for the DR cluster.
+    type: list
+    elements: dict
+    default: []
+  dr_server:
+    description: In rewrite mode, the DR NFS server address PVs must name.
+    type: str
 author: ocpv-dr
 """
 
@@ -589,6 +597,64 @@ def periodic(p, module):
     return entries, snaps, orphans, purged
 
 
+CLUSTER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
+BIND_ANNOTATIONS = ("pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-by-controller", "kubectl.kubernetes.io/last-applied-configuration")
+
+
+def clean_meta(obj):
+    md = dict(obj.get("metadata") or {})
+    for f in CLUSTER_FIELDS:
+        md.pop(f, None)
+    ann = dict(md.get("annotations") or {})
+    for a in BIND_ANNOTATIONS:
+        ann.pop(a, None)
+    md["annotations"] = ann
+    labels = dict(md.get("labels") or {})
+    labels["ocpv-dr.io/restored"] = "true"
+    md["labels"] = labels
+    return md
+
+
+def rewrite(p, pvs, pvcs):
+    """Rewrite NFS PVs to the DR server and mapped path; clean PVCs."""
+    out_pvs, entries = [], []
+    for pv in pvs:
+        name = (pv.get("metadata") or {}).get("name", "?")
+        try:
+            e = map_pv(pv, p)
+        except Refused as r:
+            entries.append({"name": name, "status": "skipped", "reason": str(r)})
+            continue
+        spec = json.loads(json.dumps(pv.get("spec") or {}))
+        if spec.get("nfs"):
+            spec["nfs"] = {"server": p["dr_server"], "path": e["dr_path"], "readOnly": spec["nfs"].get("readOnly", False)}
+        else:
+            csi = spec["csi"]
+            attrs = dict(csi.get("volumeAttributes") or {})
+            share = attrs.get("share") or "/" + str(csi.get("volumeHandle", "")).split("#")[1]
+            _, share_rel = check_path(share.rstrip("/") + "/x", p["primary_export_root"], "share")
+            share_rel = os.path.dirname(share_rel)
+            new_share = os.path.join(p["dr_export_root"], share_rel) if share_rel else p["dr_export_root"]
+            attrs["server"], attrs["share"] = p["dr_server"], new_share
+            csi["volumeAttributes"] = attrs
+            parts = str(csi.get("volumeHandle", "")).split("#")
+            if len(parts) >= 2:
+                parts[0], parts[1] = p["dr_server"], new_share.lstrip("/")
+                csi["volumeHandle"] = "#".join(parts)
+        spec["persistentVolumeReclaimPolicy"] = "Retain"
+        if spec.get("claimRef"):
+            ref = spec["claimRef"]
+            spec["claimRef"] = {k: ref[k] for k in ("apiVersion", "kind", "namespace", "name") if k in ref}
+        out_pvs.append({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": clean_meta(pv), "spec": spec})
+        e["status"] = "rewritten"
+        entries.append(e)
+    out_pvcs = []
+    for pvc in pvcs:
+        spec = json.loads(json.dumps(pvc.get("spec") or {}))
+        out_pvcs.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": clean_meta(pvc), "spec": spec})
+    return entries, out_pvs, out_pvcs
+
+
 def summarize(entries):
     s = {}
     for e in entries:
@@ -602,7 +668,9 @@ def summarize(entries):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            mode=dict(type="str", required=True, choices=["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic"]),
+            mode=dict(type="str", required=True, choices=["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic", "rewrite"]),
+            pvcs=dict(type="list", elements="dict", default=[]),
+            dr_server=dict(type="str"),
             pvs=dict(type="list", elements="dict", default=[]),
             snapshots=dict(type="list", elements="dict", default=[]),
             primary_server=dict(type="str", required=True),
@@ -629,7 +697,7 @@ def main():
     for key in ("primary_export_root", "dr_export_root"):
         if not os.path.isabs(p[key]) or p[key] == "/":
             module.fail_json(msg="%s must be an absolute directory other than /" % key)
-    if p["mode"] != "map" and not os.path.isdir(p["dr_export_root"]):
+    if p["mode"] not in ("map", "rewrite") and not os.path.isdir(p["dr_export_root"]):
         module.fail_json(msg="DR export root %s does not exist on this host" % p["dr_export_root"])
     if p["mode"] in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
         module.fail_json(msg="metadata_dir is required for mode %s" % p["mode"])
@@ -638,6 +706,12 @@ def main():
     if mode == "map":
         entries = map_all(p, p["pvs"])
         module.exit_json(changed=False, results=entries, summary=summarize(entries))
+
+    if mode == "rewrite":
+        if not p["dr_server"]:
+            module.fail_json(msg="dr_server is required for mode rewrite")
+        entries, pvs, pvcs = rewrite(p, p["pvs"], p["pvcs"])
+        module.exit_json(changed=False, results=entries, summary=summarize(entries), pvs=pvs, pvcs=pvcs)
 
     if mode in ("sync", "periodic") and fenced(p):
         entries = map_all(p, p["pvs"])
