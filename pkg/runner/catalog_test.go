@@ -12,6 +12,9 @@ func TestShippedCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Check(); err != nil {
+		t.Errorf("catalog names playbooks that do not exist: %v", err)
+	}
 	root, _ := filepath.Abs("../..")
 	if c.ProjectDir != root {
 		t.Fatalf("project dir %s, want %s", c.ProjectDir, root)
