@@ -251,7 +251,10 @@ func TestConcurrentSyncsDoNotInterleave(t *testing.T) {
 	res := make([]result, 2)
 	for i := range res {
 		wg.Add(1)
-		go func(i int) { defer wg.Done(); res[i] = play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv}) }(i)
+		go func(i int) {
+			defer wg.Done()
+			res[i] = play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+		}(i)
 	}
 	wg.Wait()
 	for i, r := range res {

@@ -165,8 +165,8 @@ func WriteBackup(ctx context.Context, primary dynamic.Interface, s3 *minio.Clien
 	_ = zw.Close()
 	dir := path.Join(o.Prefix, "backups", o.Name)
 	for name, data := range map[string][]byte{
-		o.Name + ".tar.gz":               buf.Bytes(),
-		"velero-backup.json":             bj,
+		o.Name + ".tar.gz":                buf.Bytes(),
+		"velero-backup.json":              bj,
 		o.Name + "-resource-list.json.gz": rlgz.Bytes(),
 	} {
 		if _, err := s3.PutObject(ctx, bucket, path.Join(dir, name), bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
