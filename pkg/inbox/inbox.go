@@ -469,6 +469,9 @@ func (in *Inbox) Close() error {
 	return werr
 }
 
+// maxBatchBytes bounds the payload bytes synced together.
+const maxBatchBytes = 8 << 20
+
 // writer is the WAL stage: it takes the appends queued while the previous
 // fsync ran, deduplicates them, writes them to the WAL with one fdatasync, and
 // only then acknowledges them. bbolt is written later by the applier.
@@ -490,11 +493,14 @@ func (in *Inbox) writer() {
 				}
 			}
 		}
+		// Bounded in count and bytes (bodies may be up to the webhook limit).
+		size := len(batch[0].item.Payload)
 	fill:
-		for len(batch) < in.opts.MaxBatch {
+		for len(batch) < in.opts.MaxBatch && size < maxBatchBytes {
 			select {
 			case o := <-in.ops:
 				batch = append(batch, o)
+				size += len(o.item.Payload)
 			default:
 				break fill
 			}

@@ -207,6 +207,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			log.Error("close inbox", zap.Error(err))
 		}
 	}()
+	if cfg.WebhookToken == "" {
+		log.Warn("no webhook token configured: anyone who can reach the listener can post events (set RECEIVER_WEBHOOK_TOKEN)")
+	}
 	if n := in.Depth(); n > 0 {
 		log.Info("resuming pending events from before the restart", zap.Int("pending", n))
 	}
