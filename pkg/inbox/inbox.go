@@ -533,13 +533,7 @@ func (in *Inbox) writeBatch(batch []*op) {
 			ReceivedAt: it.ReceivedAt, State: StatePending, Payload: it.Payload,
 			ObjectKey: it.ObjectKey, ResourceVersion: it.ResourceVersion, Deleted: it.Deleted,
 		}
-		v, err := encodeEntry(&e)
-		if err != nil {
-			in.nextSeq--
-			o.err = err
-			continue
-		}
-		recs = append(recs, walRecord{seq: e.Seq, value: v})
+		recs = append(recs, walRecord{seq: e.Seq, value: encodeNew(&e)})
 		if it.ID != "" {
 			in.ids[it.ID] = e.Seq
 		}
