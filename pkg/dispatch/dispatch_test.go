@@ -292,11 +292,27 @@ func TestPerResourceOrdering(t *testing.T) {
 
 func TestConcurrencyLimit(t *testing.T) {
 	in := openInbox(t, t.TempDir())
-	exec := &fakeExec{sleep: 30 * time.Millisecond}
-	start(t, in, exec, Config{MaxConcurrentJobs: 2})
+	release := make(chan struct{})
+	block := map[string]chan struct{}{}
+	for i := range 8 {
+		block[fmt.Sprintf("pv%d", i)] = release
+	}
+	exec := &fakeExec{block: block, started: make(chan run, 8)}
+	h := start(t, in, exec, Config{MaxConcurrentJobs: 2})
 	for i := range 8 {
 		appendRaw(t, in, pvEvent(fmt.Sprint(i), fmt.Sprintf("pv%d", i), "MODIFIED", i, fmt.Sprintf("/e/pv%d", i)))
 	}
+	<-exec.started
+	<-exec.started
+	// Every event is evaluated and queued in its lane; only two jobs run.
+	waitFor(t, "all events evaluated", func() bool { return h.eng.processed.Load() == 8 })
+	if n := h.d.Lanes(); n != 8 {
+		t.Fatalf("lanes with work = %d, want 8", n)
+	}
+	if a := exec.active.Load(); a != 2 {
+		t.Fatalf("jobs running = %d, want 2", a)
+	}
+	close(release)
 	waitFor(t, "all done", func() bool { return in.Depth() == 0 })
 	if m := exec.maxSeen.Load(); m != 2 {
 		t.Fatalf("max concurrent jobs = %d, want 2", m)
