@@ -2,8 +2,11 @@ package aap
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -351,4 +354,23 @@ func (e *factEngine) SetFact(_ string, f map[string]any) ([]dispatch.Fired, erro
 	defer e.mu.Unlock()
 	e.facts = append(e.facts, f)
 	return nil, nil
+}
+
+func TestCABundle(t *testing.T) {
+	fake := aaptest.NewTLS("tok")
+	defer fake.Close()
+	fake.AddTemplate(aaptest.Template{Name: "T"})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := client(t, fake.URL, func(c *Config) { c.CAFile = ca }).Run(context.Background(), jtReq("T")); err != nil || res.Status != "successful" {
+		t.Fatalf("with the CA bundle: %+v %v", res, err)
+	}
+	if _, err := client(t, fake.URL, func(c *Config) { c.RetryMax = 1 }).Run(context.Background(), jtReq("T")); err == nil {
+		t.Fatal("an unknown CA was trusted")
+	}
+	if _, err := New(Config{URL: fake.URL, Token: "x", CAFile: "/nonexistent"}); err == nil {
+		t.Fatal("missing CA file accepted")
+	}
 }

@@ -22,6 +22,7 @@ type fakeEngine struct {
 	processed atomic.Int64
 	mu        sync.Mutex
 	facts     []map[string]any
+	posted    []map[string]any
 	extra     map[string]any // args merged into every fired action
 }
 
@@ -45,7 +46,12 @@ func (e *fakeEngine) Process(ev map[string]any) ([]Fired, error) {
 	return []Fired{{Ruleset: "rs", Rule: rule, Action: "run_job_template", Args: args, MatchingEvents: map[string]any{"m": ev}}}, nil
 }
 
-func (e *fakeEngine) PostEvent(string, map[string]any) ([]Fired, error) { return nil, nil }
+func (e *fakeEngine) PostEvent(_ string, ev map[string]any) ([]Fired, error) {
+	e.mu.Lock()
+	e.posted = append(e.posted, ev)
+	e.mu.Unlock()
+	return nil, nil
+}
 
 func (e *fakeEngine) SetFact(ruleset string, f map[string]any) ([]Fired, error) {
 	e.mu.Lock()
@@ -364,6 +370,7 @@ func TestRetriesFailuresAndFacts(t *testing.T) {
 		{"no retry on error", map[string]any{"retries": 2}, []JobResult{{Status: "error", Message: "could not run"}}, 1, inbox.StateFailed, "error: could not run", "error", 0},
 		{"retries exhausted", map[string]any{"retry": true}, []JobResult{{Status: "failed"}, {Status: "failed"}}, 2, inbox.StateFailed, "failed", "failed", 0},
 		{"set_facts from artifacts", map[string]any{"set_facts": true}, []JobResult{{Status: "successful", Artifacts: map[string]any{"synced": true}}}, 1, inbox.StateDone, "", "successful", 1},
+		{"post_events from artifacts", map[string]any{"post_events": true}, []JobResult{{Status: "successful", Artifacts: map[string]any{"synced": true}}}, 1, inbox.StateDone, "", "successful", -1},
 		{"empty artifacts post nothing", map[string]any{"set_facts": true}, []JobResult{{Status: "successful"}}, 1, inbox.StateDone, "", "successful", 0},
 		{"missing organization", map[string]any{"organization": ""}, nil, 0, inbox.StateFailed, "organization is required", "error", 0},
 	}
@@ -386,8 +393,14 @@ func TestRetriesFailuresAndFacts(t *testing.T) {
 			if c.runs > 0 && jobs[0].Attempts != c.runs {
 				t.Errorf("attempts %d", jobs[0].Attempts)
 			}
-			if len(eng.facts) != c.facts {
-				t.Fatalf("facts %v", eng.facts)
+			if c.facts == -1 { // posted as an event, not a fact
+				if len(eng.posted) != 1 || len(eng.facts) != 0 || eng.posted[0]["synced"] != true {
+					t.Fatalf("posted %v facts %v", eng.posted, eng.facts)
+				}
+				return
+			}
+			if len(eng.facts) != c.facts || len(eng.posted) != 0 {
+				t.Fatalf("facts %v posted %v", eng.facts, eng.posted)
 			}
 			if c.facts > 0 {
 				src := eng.facts[0]["meta"].(map[string]any)["source"].(map[string]any)

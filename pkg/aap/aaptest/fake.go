@@ -109,6 +109,14 @@ func New(token string) *Server {
 	return s
 }
 
+// NewTLS starts a fake Controller on HTTPS (its certificate is
+// s.Certificate(); write it as PEM to test a CA bundle).
+func NewTLS(token string) *Server {
+	s := &Server{Token: token, PageSize: 25, orgs: map[string]int64{"Default": 1}, labels: map[string]int64{}, nextID: 100}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	return s
+}
+
 // AddTemplate registers a template and returns it (ID assigned).
 func (s *Server) AddTemplate(t Template) *Template {
 	s.mu.Lock()
