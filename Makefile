@@ -27,7 +27,7 @@ tools: ## Build the lab's kube-apiserver, kube-controller-manager, etcd and vers
 .PHONY: build
 build: ## Build forwarder, receiver and labctl into .cache/bin
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/forwarder ./cmd/receiver ./test/lab/labctl
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/forwarder ./cmd/receiver ./test/lab/labctl ./test/sim/cmd/labsim ./test/demo
 
 .PHONY: fmt
 fmt: ## Format Go code
@@ -65,7 +65,9 @@ lab-status: ## Show whether the lab's parts answer
 
 .PHONY: demo
 demo: deps tools build ## The main job: the three modes on the local lab, explained step by step
-	@bash test/demo/demo.sh
+	@$(BIN)/labctl down --dir $(ROOT)/.lab >/dev/null
+	@$(BIN)/labctl up --dir $(ROOT)/.lab
+	@$(BIN)/demo --lab $(ROOT)/.lab --bin $(BIN) --work $(ROOT)/.lab/demo
 
 .PHONY: e2e
 e2e: deps tools build ## The demo's flow as a test, with assertions at every step

@@ -57,7 +57,7 @@ func (f *Flow) StartServices(ctx context.Context) error {
 	f.say("forwarder watching %s (log %s)", f.Lab.Primary.APIServerURL, fwd.log)
 
 	sim, err := startService("labsim", logs, nil,
-		filepath.Join(f.Bin, "labsim"), "controllers", "--env", f.Lab.EnvFile)
+		filepath.Join(f.Bin, "labsim"), "controllers", "--lab", f.Lab.Dir)
 	if err != nil {
 		return err
 	}
@@ -210,8 +210,25 @@ func (f *Flow) PeriodicSync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read report: %w", err)
 	}
-	if !strings.Contains(string(b), DiskPV) {
-		return fmt.Errorf("report %s does not mention %s", rep, DiskPV)
+	var report struct {
+		Volumes []struct {
+			Name             string `json:"name"`
+			Status           string `json:"status"`
+			FilesTransferred int    `json:"files_transferred"`
+		} `json:"volumes"`
+	}
+	if err := json.Unmarshal(b, &report); err != nil {
+		return fmt.Errorf("report %s: %w", rep, err)
+	}
+	fixed := false
+	for _, v := range report.Volumes {
+		if v.Name == DiskPV && v.Status == "synced" && v.FilesTransferred == 2 {
+			fixed = true
+			f.say("the report shows %s synced with %d files transferred (the changed disk image and the new file)", v.Name, v.FilesTransferred)
+		}
+	}
+	if !fixed {
+		return fmt.Errorf("report %s does not show %s synced with its 2 changed files: %s", rep, DiskPV, b)
 	}
 	if err := sameTree(disk, filepath.Join(f.Lab.DR.ExportRoot, Namespace+"-"+DiskPVC)); err != nil {
 		return fmt.Errorf("after periodic sync DR still differs: %w", err)
@@ -272,17 +289,16 @@ func (f *Flow) ArchiveDeletedPV(ctx context.Context) error {
 // Failover writes a Velero-format backup, runs the failover playbook and
 // checks the DR site runs the VM on the DR NFS server.
 func (f *Flow) Failover(ctx context.Context) error {
-	if _, err := f.runTool(ctx, "labsim-backup", filepath.Join(f.Bin, "labsim"), "backup", "--env", f.Lab.EnvFile, "--name", BackupName, "--namespace", Namespace); err != nil {
+	if _, err := f.runTool(ctx, "labsim-backup", filepath.Join(f.Bin, "labsim"), "backup", "--lab", f.Lab.Dir, "--name", BackupName, "--namespace", Namespace); err != nil {
 		return err
 	}
 	f.say("OADP-format backup %s written to s3://%s", BackupName, f.Lab.S3Bucket)
 	reportDir := filepath.Join(f.WorkDir, "reports")
 	if _, err := f.runAnsible(ctx, "failover", "playbooks/manual_dr/execute_failover.yml", map[string]any{
-		"backup_name":             BackupName,
-		"dr_failover_namespaces":  []string{Namespace},
-		"dr_failover_report_dir":  reportDir,
-		"dr_failover_vm_timeout":  120,
-		"dr_pre_failover_enabled": true,
+		"backup_name":            BackupName,
+		"dr_failover_namespaces": []string{Namespace},
+		"dr_failover_report_dir": reportDir,
+		"dr_failover_vm_timeout": 120,
 	}); err != nil {
 		return err
 	}
