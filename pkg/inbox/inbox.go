@@ -154,6 +154,7 @@ const (
 
 type op struct {
 	kind    opKind
+	leader  bool // Append: this caller now leads the group commit
 	item    *Item
 	apply   []walRecord
 	seq     uint64
@@ -169,12 +170,14 @@ type Inbox struct {
 	db      *bolt.DB
 	opts    Options
 	log     *zap.Logger
-	ops     chan *op // appends, to the WAL writer
-	aops    chan *op // everything else, to the bbolt applier
+	aops    chan *op // everything but appends, to the bbolt applier
+	gmu     sync.Mutex
+	queue   []*op // appends waiting for the next sync
+	syncing bool  // a leader is syncing
 	urgent  chan struct{}
 	notify  chan struct{}
 	closing chan struct{}
-	wstop   chan struct{} // WAL writer stopped
+	wstop   chan struct{} // no more appends: the applier drains and stops
 	stopped chan struct{} // applier stopped
 	wal     *wal
 	nextSeq uint64       // writer only
@@ -244,7 +247,6 @@ func Open(opts Options) (*Inbox, error) {
 	}
 	in := &Inbox{
 		db: db, opts: opts, log: opts.Logger,
-		ops:     make(chan *op, 4*opts.MaxBatch),
 		aops:    make(chan *op, 4*opts.MaxBatch),
 		urgent:  make(chan struct{}, 1),
 		notify:  make(chan struct{}, 1),
@@ -269,7 +271,6 @@ func Open(opts Options) (*Inbox, error) {
 		return nil, err
 	}
 	in.initMetrics(opts.Registerer)
-	go in.writer()
 	go in.applier()
 	return in, nil
 }
@@ -360,13 +361,9 @@ func (in *Inbox) submit(ctx context.Context, o *op) error {
 		return ErrClosed
 	}
 	ch := in.aops
-	if o.kind == opAppend {
-		ch = in.ops
-	} else {
-		select { // cut a pending apply delay short
-		case in.urgent <- struct{}{}:
-		default:
-		}
+	select { // cut a pending apply delay short
+	case in.urgent <- struct{}{}:
+	default:
 	}
 	select {
 	case ch <- o:
@@ -394,15 +391,67 @@ func (in *Inbox) putOp(o *op) {
 
 // Append stores an item durably and returns only after the transaction that
 // holds it was synced to disk (or the item was recognised as a duplicate).
+//
+// Group commit without a dedicated goroutine: the first caller to find no
+// sync in progress becomes the leader and syncs everything queued; callers
+// arriving meanwhile queue up, and when the sync ends the leader hands the
+// queue to one of them. The sync thus runs on a goroutine that already holds
+// a P instead of waiting to be scheduled behind the HTTP handlers.
 func (in *Inbox) Append(ctx context.Context, it *Item) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closed {
+		return Result{}, ErrClosed
+	}
 	o := in.getOp()
 	o.kind, o.item = opAppend, it
-	err := in.submit(ctx, o)
-	res := o.res
-	if err == nil {
-		in.putOp(o)
+	in.gmu.Lock()
+	in.queue = append(in.queue, o)
+	lead := !in.syncing
+	in.syncing = true
+	in.gmu.Unlock()
+	if lead {
+		in.lead()
 	}
+	for {
+		<-o.done
+		if !o.leader {
+			break
+		}
+		o.leader = false
+		in.lead()
+	}
+	res, err := o.res, o.err
+	in.putOp(o)
 	return res, err
+}
+
+// lead syncs one batch from the queue, then hands leadership to the oldest
+// waiting caller (or ends the sync when none waits).
+func (in *Inbox) lead() {
+	in.gmu.Lock()
+	n, size := 0, 0
+	for n < len(in.queue) && n < in.opts.MaxBatch && size < maxBatchBytes {
+		size += len(in.queue[n].item.Payload)
+		n++
+	}
+	batch := append([]*op(nil), in.queue[:n]...)
+	in.queue = append(in.queue[:0], in.queue[n:]...)
+	in.gmu.Unlock()
+	in.writeBatch(batch)
+	in.gmu.Lock()
+	if len(in.queue) == 0 {
+		in.syncing = false
+		in.gmu.Unlock()
+		return
+	}
+	next := in.queue[0]
+	in.gmu.Unlock()
+	next.leader = true
+	next.done <- next
 }
 
 // Complete records the outcome of an entry's actions.
@@ -458,9 +507,11 @@ func (in *Inbox) Close() error {
 		in.mu.Unlock()
 		return nil
 	}
+	// Appends hold the read lock until acknowledged: none is in flight now.
 	in.closed = true
 	close(in.closing)
 	in.mu.Unlock()
+	close(in.wstop)
 	<-in.stopped
 	werr := in.wal.close()
 	if err := in.db.Close(); err != nil {
@@ -472,43 +523,9 @@ func (in *Inbox) Close() error {
 // maxBatchBytes bounds the payload bytes synced together.
 const maxBatchBytes = 8 << 20
 
-// writer is the WAL stage: it takes the appends queued while the previous
-// fsync ran, deduplicates them, writes them to the WAL with one fdatasync, and
-// only then acknowledges them. bbolt is written later by the applier.
-func (in *Inbox) writer() {
-	defer close(in.wstop)
-	batch := make([]*op, 0, in.opts.MaxBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case o := <-in.ops:
-			batch = append(batch, o)
-		case <-in.closing:
-			for {
-				select {
-				case o := <-in.ops:
-					in.writeBatch([]*op{o})
-				default:
-					return
-				}
-			}
-		}
-		// Bounded in count and bytes (bodies may be up to the webhook limit).
-		size := len(batch[0].item.Payload)
-	fill:
-		for len(batch) < in.opts.MaxBatch && size < maxBatchBytes {
-			select {
-			case o := <-in.ops:
-				batch = append(batch, o)
-				size += len(o.item.Payload)
-			default:
-				break fill
-			}
-		}
-		in.writeBatch(batch)
-	}
-}
-
+// writeBatch deduplicates a batch of appends, writes the new entries to the
+// WAL with one fdatasync and only then acknowledges them; bbolt is written
+// later by the applier.
 func (in *Inbox) writeBatch(batch []*op) {
 	recs := make([]walRecord, 0, len(batch))
 	in.idxMu.Lock()
