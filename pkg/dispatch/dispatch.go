@@ -307,9 +307,7 @@ func (d *Dispatcher) handleEntry(ctx context.Context, e *inbox.Entry) {
 		t.failures = append(t.failures, "event: "+err.Error())
 		return
 	}
-	d.engineMu.Lock()
-	fired, err := d.cfg.Engine.Process(ev)
-	d.engineMu.Unlock()
+	fired, err := d.process(ev)
 	if err != nil {
 		d.m.engineErr.Inc()
 		d.log.Warn("dispatch: rule engine", zap.Uint64("seq", e.Seq), zap.Error(err))
@@ -318,6 +316,20 @@ func (d *Dispatcher) handleEntry(ctx context.Context, e *inbox.Entry) {
 	for _, f := range fired {
 		d.fire(ctx, t, f)
 	}
+}
+
+// process runs the engine on one event; a panic in the engine fails the
+// event (recorded with the reason) instead of crashing the receiver, which
+// would otherwise meet the same event again after every restart.
+func (d *Dispatcher) process(ev map[string]any) (fired []Fired, err error) {
+	d.engineMu.Lock()
+	defer d.engineMu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			fired, err = nil, fmt.Errorf("rule engine panic: %v", r)
+		}
+	}()
+	return d.cfg.Engine.Process(ev)
 }
 
 // fire records a match and starts its action.

@@ -35,6 +35,9 @@ func (e *fakeEngine) Process(ev map[string]any) ([]Fired, error) {
 	if p["kind"] == "Broken" {
 		return nil, fmt.Errorf("cannot evaluate")
 	}
+	if p["kind"] == "Panic" {
+		panic("engine bug")
+	}
 	rule, name := "sync", "EDA - Sync NFS PV to DR"
 	if p["type"] == "DELETED" {
 		rule, name = "delete", "EDA - Delete NFS PV from DR"
@@ -421,7 +424,15 @@ func TestNoMatchAndEngineErrorsAreRecorded(t *testing.T) {
 	start(t, in, exec, Config{})
 	noise := appendRaw(t, in, []byte(`{"kind":"Noise"}`))
 	broken := appendRaw(t, in, []byte(`{"kind":"Broken"}`))
-	waitFor(t, "both finished", func() bool { return in.Depth() == 0 })
+	panicked := appendRaw(t, in, []byte(`{"kind":"Panic"}`))
+	after := appendRaw(t, in, []byte(`{"kind":"Noise"}`))
+	waitFor(t, "all finished", func() bool { return in.Depth() == 0 })
+	if e := entry(t, in, panicked); e.State != inbox.StateFailed || !strings.Contains(e.Reason, "rule engine panic: engine bug") {
+		t.Errorf("panicked %+v", e)
+	}
+	if e := entry(t, in, after); e.State != inbox.StateDone {
+		t.Errorf("event after the panic %+v", e)
+	}
 	if e := entry(t, in, noise); e.State != inbox.StateDone || e.Reason != "no rule matched" {
 		t.Errorf("noise %+v", e)
 	}
