@@ -287,3 +287,52 @@ func nestedString(u *unstructured.Unstructured, fields ...string) string {
 	s, _, _ := unstructured.NestedString(u.Object, fields...)
 	return s
 }
+
+type jobView struct {
+	Name     string     `json:"name"`
+	Status   string     `json:"status"`
+	Lane     string     `json:"lane"`
+	Finished *time.Time `json:"finished"`
+	Duration float64    `json:"duration_seconds"`
+}
+
+// jobs returns the receiver's recent jobs (GET /api/v1/jobs).
+func (f *Flow) jobs(ctx context.Context) ([]jobView, error) {
+	var out struct {
+		Jobs []jobView `json:"jobs"`
+	}
+	err := getJSON(ctx, f.receiverURL+"/api/v1/jobs?limit=1000", webhookTok, &out)
+	return out.Jobs, err
+}
+
+// waitQuiet waits until the receiver has no pending event and no running
+// job, twice in a row a second apart.
+func (f *Flow) waitQuiet(ctx context.Context) error {
+	quiet := 0
+	return eventually(ctx, "receiver idle", func() error {
+		var ev struct {
+			Pending int `json:"pending"`
+		}
+		if err := getJSON(ctx, f.receiverURL+"/api/v1/events?limit=1", webhookTok, &ev); err != nil {
+			return err
+		}
+		jobs, err := f.jobs(ctx)
+		if err != nil {
+			return err
+		}
+		busy := ev.Pending
+		for _, j := range jobs {
+			if j.Finished == nil {
+				busy++
+			}
+		}
+		if busy > 0 {
+			quiet = 0
+			return fmt.Errorf("%d events or jobs in flight", busy)
+		}
+		if quiet++; quiet < 4 {
+			return errors.New("settling")
+		}
+		return nil
+	})
+}

@@ -127,7 +127,22 @@ func (f *Flow) ReplicateNewPV(ctx context.Context) error {
 		return err
 	}
 	f.say("the PV event reached the receiver, the rule fired, the sync job ran: %s equals the primary", drDisk)
-	return eventually(ctx, "DR copy of scratch", func() error { return sameTree(scratch, filepath.Join(l.DR.ExportRoot, "scratch")) })
+	if err := eventually(ctx, "DR copy of scratch", func() error { return sameTree(scratch, filepath.Join(l.DR.ExportRoot, "scratch")) }); err != nil {
+		return err
+	}
+	return eventually(ctx, "a successful sync job in /api/v1/jobs", func() error {
+		jobs, err := f.jobs(ctx)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if j.Name == "EDA - Sync NFS PV to DR" && j.Status == "successful" {
+				f.say("receiver job %q: %s in %.1fs (lane %s)", j.Name, j.Status, j.Duration, j.Lane)
+				return nil
+			}
+		}
+		return fmt.Errorf("jobs: %+v", jobs)
+	})
 }
 
 // RecordSnapshot creates a VolumeSnapshot, marks it ready, and waits for its
@@ -186,6 +201,11 @@ func (f *Flow) RecordSnapshot(ctx context.Context) error {
 // PeriodicSync changes data without any Kubernetes event and shows that the
 // periodic sync finds and repairs it.
 func (f *Flow) PeriodicSync(ctx context.Context) error {
+	// Let the event-driven jobs finish, so only the periodic sync can
+	// catch what changes next.
+	if err := f.waitQuiet(ctx); err != nil {
+		return err
+	}
 	disk := filepath.Join(f.Lab.Primary.ExportRoot, Namespace+"-"+DiskPVC)
 	if err := writeRandomFile(filepath.Join(disk, "disk.img"), 1<<20); err != nil {
 		return err
