@@ -83,6 +83,9 @@ type fakeExec struct {
 }
 
 func (x *fakeExec) Run(ctx context.Context, req JobRequest) (JobResult, error) {
+	if req.Name == "panic" {
+		panic("executor bug")
+	}
 	ev, _ := req.ExtraVars["ansible_eda"].(map[string]any)["event"].(map[string]any)
 	p, _ := ev["payload"].(map[string]any)
 	res, _ := p["resource"].(map[string]any)
@@ -375,6 +378,7 @@ func TestRetriesFailuresAndFacts(t *testing.T) {
 		{"set_facts from artifacts", map[string]any{"set_facts": true}, []JobResult{{Status: "successful", Artifacts: map[string]any{"synced": true}}}, 1, inbox.StateDone, "", "successful", 1},
 		{"post_events from artifacts", map[string]any{"post_events": true}, []JobResult{{Status: "successful", Artifacts: map[string]any{"synced": true}}}, 1, inbox.StateDone, "", "successful", -1},
 		{"empty artifacts post nothing", map[string]any{"set_facts": true}, []JobResult{{Status: "successful"}}, 1, inbox.StateDone, "", "successful", 0},
+		{"executor panic", map[string]any{"name": "panic"}, nil, 0, inbox.StateFailed, "internal error running run_job_template: executor bug", "error", 0},
 		{"missing organization", map[string]any{"organization": ""}, nil, 0, inbox.StateFailed, "organization is required", "error", 0},
 	}
 	for _, c := range cases {

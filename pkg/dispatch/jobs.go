@@ -101,7 +101,7 @@ func (d *Dispatcher) runLane(ctx context.Context, l *lane) {
 			}
 			continue
 		}
-		d.runTask(ctx, t)
+		d.runTaskSafely(ctx, t)
 		<-d.sem
 	}
 }
@@ -111,6 +111,19 @@ func (d *Dispatcher) Lanes() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.lanes)
+}
+
+// runTaskSafely turns a panic while running a job action into a failure of
+// the events it carries, so that one bad action cannot stop the receiver.
+func (d *Dispatcher) runTaskSafely(ctx context.Context, t *task) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("panic while running an action", zap.Any("panic", r), zap.String("action", t.fired.Action), zap.String("lane", t.lane))
+			d.m.actions.WithLabelValues(t.fired.Action, "error").Inc()
+			d.finishTrackers(t, 0, fmt.Sprintf("internal error running %s: %v", t.fired.Action, r))
+		}
+	}()
+	d.runTask(ctx, t)
 }
 
 // runTask runs one job action, with retries, and finishes its trackers.
@@ -150,6 +163,14 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 	}
 	job.ID, req.JobID = id, id
 	d.m.running.Inc()
+	defer func() {
+		if r := recover(); r != nil {
+			d.m.running.Dec()
+			job.Status, job.Error = "error", fmt.Sprint("internal error: ", r)
+			_, _ = d.cfg.Store.PutJob(context.WithoutCancel(ctx), job)
+			panic(r) // runTaskSafely fails the events
+		}
+	}()
 	var res JobResult
 	var runErr error
 	for attempt := 0; ; attempt++ {
