@@ -126,7 +126,13 @@ func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
 		})
 	}
 	// Kill while the stream runs.
+	waitUntil := time.Now().Add(2 * time.Minute)
 	for nAcked.Load() < 1500 {
+		if time.Now().After(waitUntil) {
+			down.Store(true)
+			wg.Wait()
+			t.Fatalf("only %d events acknowledged in 2 minutes", nAcked.Load())
+		}
 		time.Sleep(time.Millisecond)
 	}
 	down.Store(true)
