@@ -57,6 +57,9 @@ func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	withPayload := r.URL.Query().Get("payload") == "true"
+	// Read the count first: an entry is finished in the file before the count
+	// drops, so "pending": 0 means that every listed entry is finished.
+	pending := a.in.Depth()
 	entries, err := a.in.Recent(limit, true)
 	if err != nil {
 		a.log.Error("api: read events", zap.Error(err))
@@ -81,7 +84,7 @@ func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, map[string]any{"events": out, "pending": a.in.Depth()})
+	writeJSON(w, map[string]any{"events": out, "pending": pending})
 }
 
 func (a *apiHandler) jobs(w http.ResponseWriter, r *http.Request) {
