@@ -246,8 +246,12 @@ func TestEventLabelFindsJobAfterRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _, _ = client(t, fake.URL, nil).Run(ctx, jtReq("T")) })
-	for len(fake.Jobs()) == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); len(fake.Jobs()) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			t.Fatal("no job launched")
+		}
 	}
 	cancel() // the receiver died while the job ran
 	wg.Wait()
