@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -509,4 +510,67 @@ func TestConfigValidation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Without the VolumeSnapshot CRD the forwarder keeps forwarding PVs, and it
+// starts watching snapshots when the CRD appears. (Last in this file: it
+// removes and restores the CRD of the package's lab.)
+func TestSnapshotCRDAppearsLater(t *testing.T) {
+	l := lab.Get(t)
+	ctx := context.Background()
+	cs, dc := clients(t, l)
+	crd := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	if err := dc.Resource(crd).Delete(ctx, "volumesnapshots.snapshot.storage.k8s.io", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.InstallCRDs(ctx, &l.Primary); err != nil {
+			t.Errorf("restore CRDs: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := dc.Resource(crd).Get(ctx, "volumesnapshots.snapshot.storage.k8s.io", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("CRD not deleted")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s := newSink(t, "fwd-crd-")
+	r := start(t, l, s.srv.URL, func(c *forwarder.Config) { c.CRDPollInterval = 200 * time.Millisecond })
+	defer r.stop(t)
+	if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, pv("fwd-crd-pv", "nfs-dynamic"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor(t, "the PV while the snapshot CRD is absent", func(ev []received) bool { return len(ev) >= 1 })
+	if err := l.InstallCRDs(ctx, &l.Primary); err != nil {
+		t.Fatal(err)
+	}
+	vs := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+		"metadata": map[string]any{"name": "fwd-crd-snap", "namespace": "default"},
+		"spec":     map[string]any{"source": map[string]any{"persistentVolumeClaimName": "disk"}},
+	}}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		_, err := dc.Resource(forwarder.SnapshotGVR).Namespace("default").Create(ctx, vs, metav1.CreateOptions{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create snapshot after CRD install: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.waitFor(t, "the snapshot once the CRD appeared", func(ev []received) bool {
+		for _, e := range ev {
+			if e.Kind == event.KindVolumeSnapshot && e.name == "fwd-crd-snap" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -138,6 +138,10 @@ func (l *Lab) startControllerManager(bin string, s *Site) error {
 	)
 }
 
+// InstallCRDs (re)applies the lab's CRDs and StorageClass on a site and
+// waits until the CRDs are established (tests that remove a CRD use it).
+func (l *Lab) InstallCRDs(ctx context.Context, s *Site) error { return l.installCRDs(ctx, s) }
+
 // installCRDs applies the lab's CRDs and StorageClass and waits until the
 // CRDs are established.
 func (l *Lab) installCRDs(ctx context.Context, s *Site) error {
