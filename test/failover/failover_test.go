@@ -138,6 +138,12 @@ func TestFailover(t *testing.T) {
 	// Data written after the last sync reaches DR through the final sync.
 	_ = os.WriteFile(filepath.Join(l.Primary.ExportRoot, ns+"-vm-a-root", "late.txt"), []byte("written just before the disaster"), 0o644)
 	vars["backup_name"] = "" // newest Completed
+	// The primary export is made read-only through the configured exports file.
+	exports := filepath.Join(l.Dir, "primary", "ocpdr.exports")
+	_ = os.WriteFile(exports, []byte(l.Primary.ExportRoot+" 10.0.0.0/8(rw,sync,no_root_squash)\n"), 0o644)
+	vars["dr_pre_failover_readonly_export"] = true
+	vars["dr_pre_failover_exports_file"] = exports
+	vars["dr_pre_failover_reexport_command"] = []string{"true"}
 	out, err = playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars)
 	if err != nil {
 		t.Fatalf("failover: %v\n%s", err, tail(out))
@@ -174,6 +180,9 @@ func TestFailover(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, ns+"-vm-a-root", "late.txt")); string(b) != "written just before the disaster" {
 		t.Error("the final sync did not copy the latest data")
+	}
+	if b, _ := os.ReadFile(exports); !strings.Contains(string(b), "(ro,sync") {
+		t.Errorf("primary export not made read-only: %s", b)
 	}
 	for _, vm := range []string{"vm-a", "vm-b"} {
 		o, err := d.Resource(sim.GVRVM).Namespace(ns).Get(ctx, vm, metav1.GetOptions{})
@@ -227,6 +236,25 @@ func TestFailover(t *testing.T) {
 	restores, _ := d.Resource(sim.GVRRestore).Namespace("openshift-adp").List(ctx, metav1.ListOptions{})
 	if len(restores.Items) != 1 {
 		t.Errorf("%d Restores after two runs, want the first one reused", len(restores.Items))
+	}
+
+	// With the primary gone (API and NFS host unreachable), a failover still
+	// succeeds, with warnings, from the backup and the last synced data.
+	unreachable := map[string]any{}
+	for k, v := range vars {
+		unreachable[k] = v
+	}
+	unreachable["ocpdr_primary_kubeconfig"] = filepath.Join(l.Dir, "no-such-kubeconfig")
+	unreachable["ocpdr_primary_ssh_port"] = 1 // nothing listens there
+	unreachable["dr_pre_failover_readonly_export"] = false
+	out, err = playbook(t, l, "playbooks/manual_dr/execute_failover.yml", unreachable)
+	if err != nil {
+		t.Fatalf("failover with the primary unreachable failed: %v\n%s", err, tail(out))
+	}
+	m, _ = filepath.Glob(filepath.Join(reports, "failover-*.json"))
+	b, _ = os.ReadFile(m[len(m)-1])
+	if !strings.Contains(string(b), "succeeded with warnings") || !strings.Contains(string(b), "primary API unreachable") || !strings.Contains(string(b), "primary NFS host unreachable") {
+		t.Errorf("report of the unreachable-primary failover lacks its warnings: %s", b)
 	}
 
 	// The DR site is active: the event sync refuses to pull from the old primary.
