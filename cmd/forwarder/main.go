@@ -7,9 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,25 +33,6 @@ func main() {
 	}
 }
 
-// newViper reads flags, FORWARDER_* environment variables and an optional
-// config file, in that order of precedence.
-func newViper(cmd *cobra.Command) (*viper.Viper, error) {
-	v := viper.New()
-	v.SetEnvPrefix("FORWARDER")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
-		return nil, fmt.Errorf("flags: %w", err)
-	}
-	if f := v.GetString("config"); f != "" {
-		v.SetConfigFile(f)
-		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", f, err)
-		}
-	}
-	return v, nil
-}
-
 func addSenderFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.String("config", "", "optional config file (YAML/JSON); flags and FORWARDER_* env override it")
@@ -70,24 +51,9 @@ func addSenderFlags(cmd *cobra.Command) {
 	fl.String("log-level", "info", "debug, info, warn or error")
 }
 
-func secret(v *viper.Viper, envKey, fileKey string) (string, error) {
-	if s := v.GetString(envKey); s != "" {
-		return s, nil
-	}
-	f := v.GetString(fileKey)
-	if f == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", fileKey, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
 func senderConfig(v *viper.Viper) (sender.Config, []error) {
 	var errs []error
-	token, err := secret(v, "webhook-token", "webhook-token-file")
+	token, err := cliconfig.Secret(v, "webhook-token-file", "FORWARDER_WEBHOOK_TOKEN")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -95,7 +61,7 @@ func senderConfig(v *viper.Viper) (sender.Config, []error) {
 		URL: v.GetString("webhook-url"), Token: token, CAFile: v.GetString("ca-file"),
 		InsecureSkipVerify: v.GetBool("insecure-skip-tls-verify"), MaxBackoff: v.GetDuration("max-backoff"),
 	}
-	hs, err := secret(v, "hmac-secret", "hmac-secret-file")
+	hs, err := cliconfig.Secret(v, "hmac-secret-file", "FORWARDER_HMAC_SECRET")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -104,16 +70,6 @@ func senderConfig(v *viper.Viper) (sender.Config, []error) {
 			Prefix: v.GetString("hmac-prefix"), Encoding: v.GetString("hmac-encoding")}
 	}
 	return cfg, errs
-}
-
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zap.ParseAtomicLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
-	}
-	c := zap.NewProductionConfig()
-	c.Level = lvl
-	return c.Build()
 }
 
 func newRegistry() *prometheus.Registry {
@@ -134,7 +90,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := newViper(cmd)
+			v, err := cliconfig.NewViper(cmd, "FORWARDER")
 			if err != nil {
 				return err
 			}
@@ -142,7 +98,7 @@ func newRootCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, err := newLogger(v.GetString("log-level"))
+			log, err := cliconfig.NewLogger(v.GetString("log-level"))
 			if err != nil {
 				return err
 			}

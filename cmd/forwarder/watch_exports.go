@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -23,7 +24,7 @@ Each directory needs one inotify watch: raise fs.inotify.max_user_watches for la
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := newViper(cmd)
+			v, err := cliconfig.NewViper(cmd, "FORWARDER")
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ Each directory needs one inotify watch: raise fs.inotify.max_user_watches for la
 			if len(errs) > 0 {
 				return fmt.Errorf("invalid configuration:\n%w", errors.Join(errs...))
 			}
-			log, err := newLogger(v.GetString("log-level"))
+			log, err := cliconfig.NewLogger(v.GetString("log-level"))
 			if err != nil {
 				return err
 			}

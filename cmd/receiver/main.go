@@ -8,9 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +60,7 @@ ansible-rulebook's EDA_CONTROLLER_URL, EDA_CONTROLLER_TOKEN, EDA_CONTROLLER_USER
 EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := newViper(cmd)
+			v, err := cliconfig.NewViper(cmd, "RECEIVER")
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY.`,
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
-			log, err := newLogger(v.GetString("log-level"))
+			log, err := cliconfig.NewLogger(v.GetString("log-level"))
 			if err != nil {
 				return err
 			}
@@ -125,43 +125,6 @@ EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY.`,
 	return cmd
 }
 
-// newViper reads flags, RECEIVER_* environment variables and an optional
-// config file, in that order of precedence.
-func newViper(cmd *cobra.Command) (*viper.Viper, error) {
-	v := viper.New()
-	v.SetEnvPrefix("RECEIVER")
-	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
-	v.AutomaticEnv()
-	if err := v.BindPFlags(cmd.Flags()); err != nil {
-		return nil, fmt.Errorf("flags: %w", err)
-	}
-	if f := v.GetString("config"); f != "" {
-		v.SetConfigFile(f)
-		if err := v.ReadInConfig(); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", f, err)
-		}
-	}
-	return v, nil
-}
-
-// secret returns the first of: the env values named, the content of the file flag.
-func secret(v *viper.Viper, fileKey string, envs ...string) (string, error) {
-	for _, e := range envs {
-		if s := os.Getenv(e); s != "" {
-			return s, nil
-		}
-	}
-	f := v.GetString(fileKey)
-	if f == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(f)
-	if err != nil {
-		return "", fmt.Errorf("--%s: %w", fileKey, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
 func configFrom(v *viper.Viper) (receiver.Config, error) {
 	c := receiver.Defaults()
 	c.Listen = v.GetString("listen")
@@ -187,27 +150,17 @@ func configFrom(v *viper.Viper) (receiver.Config, error) {
 	c.MaxConcurrentJobs, c.ShutdownTimeout = v.GetInt("max-concurrent-jobs"), v.GetDuration("shutdown-timeout")
 	var errs []error
 	var err error
-	if c.WebhookToken, err = secret(v, "webhook-token-file", "RECEIVER_WEBHOOK_TOKEN"); err != nil {
+	if c.WebhookToken, err = cliconfig.Secret(v, "webhook-token-file", "RECEIVER_WEBHOOK_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.HMACSecret, err = secret(v, "hmac-secret-file", "RECEIVER_HMAC_SECRET"); err != nil {
+	if c.HMACSecret, err = cliconfig.Secret(v, "hmac-secret-file", "RECEIVER_HMAC_SECRET"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ControllerToken, err = secret(v, "controller-token-file", "RECEIVER_CONTROLLER_TOKEN", "EDA_CONTROLLER_TOKEN"); err != nil {
+	if c.ControllerToken, err = cliconfig.Secret(v, "controller-token-file", "RECEIVER_CONTROLLER_TOKEN", "EDA_CONTROLLER_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ControllerPassword, err = secret(v, "controller-password-file", "RECEIVER_CONTROLLER_PASSWORD", "EDA_CONTROLLER_PASSWORD"); err != nil {
+	if c.ControllerPassword, err = cliconfig.Secret(v, "controller-password-file", "RECEIVER_CONTROLLER_PASSWORD", "EDA_CONTROLLER_PASSWORD"); err != nil {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)
-}
-
-func newLogger(level string) (*zap.Logger, error) {
-	lvl, err := zap.ParseAtomicLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	c := zap.NewProductionConfig()
-	c.Level = lvl
-	return c.Build()
 }

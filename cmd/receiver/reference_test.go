@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("EDA_CONTROLLER_URL", "https://aap.example/api/controller/")
 	t.Setenv("EDA_CONTROLLER_TOKEN", "ct")
 	cmd := newServeCommand()
-	v, err := newViper(cmd)
+	v, err := cliconfig.NewViper(cmd, "RECEIVER")
 	if err != nil {
 		t.Fatal(err)
 	}
