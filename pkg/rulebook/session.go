@@ -332,7 +332,7 @@ func (s *Session) fire(st *rsState, r *Rule, matched map[string]any) ([]Fired, e
 	}
 	var out []Fired
 	for _, a := range r.Actions {
-		args, err := render(deepCopyAny(a.Args), ctx)
+		args, err := render(a.Args, ctx) // render builds new maps and lists
 		if err != nil {
 			return out, fmt.Errorf("ruleset %q rule %q action %s: %w", st.rs.Name, r.Name, a.Name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Action arguments are rendered with Jinja semantics for the subset
@@ -124,8 +125,18 @@ func splitTop(s string, sep byte) []string {
 	return append(parts, s[start:])
 }
 
+// splitCache keeps the parsed shape of each template expression: action
+// arguments are rendered for every match, their text never changes.
+var splitCache sync.Map // string -> []string
+
 func evalTemplateExpr(expr string, ctx map[string]any) (any, error) {
-	parts := splitTop(expr, '|')
+	var parts []string
+	if c, ok := splitCache.Load(expr); ok {
+		parts = c.([]string)
+	} else {
+		parts = splitTop(expr, '|')
+		splitCache.Store(expr, parts)
+	}
 	v, err := evalOperand(strings.TrimSpace(parts[0]), ctx)
 	for _, f := range parts[1:] {
 		f = strings.TrimSpace(f)
@@ -163,9 +174,22 @@ func evalTemplateExpr(expr string, ctx map[string]any) (any, error) {
 	return v, err
 }
 
+var pathCache sync.Map // string -> []any
+
 func evalOperand(s string, ctx map[string]any) (any, error) {
 	if s == "" {
 		return nil, errors.New("empty expression")
+	}
+	if c, ok := pathCache.Load(s); ok {
+		root, ok := ctx[c.([]any)[0].(string)]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+		}
+		v, ok := walk(root, c.([]any)[1:])
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+		}
+		return v, nil
 	}
 	if (s[0] == '"' || s[0] == '\'') && len(s) >= 2 && s[len(s)-1] == s[0] {
 		return s[1 : len(s)-1], nil
@@ -184,9 +208,15 @@ func evalOperand(s string, ctx map[string]any) (any, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		return f, nil
 	}
-	segs, err := splitPath(s)
-	if err != nil {
-		return nil, err
+	var segs []any
+	if c, ok := pathCache.Load(s); ok {
+		segs = c.([]any)
+	} else {
+		var err error
+		if segs, err = splitPath(s); err != nil {
+			return nil, err
+		}
+		pathCache.Store(s, segs)
 	}
 	root, ok := ctx[segs[0].(string)]
 	if !ok {

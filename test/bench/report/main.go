@@ -28,6 +28,7 @@ type Group struct {
 	Better   string  `yaml:"better"`   // "lower" or "higher"
 	Target   string  `yaml:"target"`   // the target in words
 	Limit    float64 `yaml:"limit"`    // the target as a number in Metric (0: none)
+	LimitFor string  `yaml:"limit_for"` // only variants containing this are judged (empty: all)
 	Command  string  `yaml:"command"`  // how to reproduce
 	Note     string  `yaml:"note"`
 }
@@ -193,7 +194,7 @@ func render(groups []Group, results []result) string {
 				val = fmtNum(v)
 			}
 			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", r.Name, val, ratio, strings.Join(other, ", "))
-			if g.Limit != 0 && ok && (base == nil || r.Name != base.Name) {
+			if g.Limit != 0 && ok && (base == nil || r.Name != base.Name) && strings.Contains(r.Name, g.LimitFor) {
 				met := (g.Better == "lower" && v <= g.Limit) || (g.Better == "higher" && v >= g.Limit)
 				word := "meets"
 				if !met {
