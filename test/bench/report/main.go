@@ -157,7 +157,10 @@ func render(groups []Group, results []result) string {
 			}
 		}
 		if len(mine) == 0 {
-			fmt.Fprintf(&b, "Not measured in this run (no `%s` results).\n\n", g.Bench)
+			fmt.Fprintf(&b, "Not measured in this run (no `%s` results). Target: %s.\n\n", g.Bench, g.Target)
+			if g.Note != "" {
+				fmt.Fprintf(&b, "%s\n\n", g.Note)
+			}
 			continue
 		}
 		sort.SliceStable(mine, func(i, j int) bool { return mine[i].Name < mine[j].Name })
