@@ -22,14 +22,14 @@ import (
 // Group describes one benchmark family and how to read it.
 type Group struct {
 	Title    string  `yaml:"title"`
-	Bench    string  `yaml:"bench"`    // benchmark name prefix, e.g. BenchmarkIngest
-	Baseline string  `yaml:"baseline"` // variant that is the baseline, e.g. bare
-	Metric   string  `yaml:"metric"`   // unit to compare, e.g. ns/op or events/s
-	Better   string  `yaml:"better"`   // "lower" or "higher"
-	Target   string  `yaml:"target"`   // the target in words
-	Limit    float64 `yaml:"limit"`    // the target as a number in Metric (0: none)
+	Bench    string  `yaml:"bench"`     // benchmark name prefix, e.g. BenchmarkIngest
+	Baseline string  `yaml:"baseline"`  // variant that is the baseline, e.g. bare
+	Metric   string  `yaml:"metric"`    // unit to compare, e.g. ns/op or events/s
+	Better   string  `yaml:"better"`    // "lower" or "higher"
+	Target   string  `yaml:"target"`    // the target in words
+	Limit    float64 `yaml:"limit"`     // the target as a number in Metric (0: none)
 	LimitFor string  `yaml:"limit_for"` // only variants containing this are judged (empty: all)
-	Command  string  `yaml:"command"`  // how to reproduce
+	Command  string  `yaml:"command"`   // how to reproduce
 	Note     string  `yaml:"note"`
 }
 
