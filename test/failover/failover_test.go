@@ -26,13 +26,13 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
 
-func playbook(t *testing.T, l *lab.Lab, pb string, vars map[string]any) (string, error) {
+func playbook(t *testing.T, l *lab.Lab, pb string, vars map[string]any, extra ...string) (string, error) {
 	t.Helper()
 	root, _ := lab.RepoRoot()
 	b, _ := json.Marshal(vars)
 	vf := filepath.Join(t.TempDir(), "vars.json")
 	_ = os.WriteFile(vf, b, 0o600)
-	cmd := exec.Command("ansible-playbook", "-i", l.Inventory, pb, "-e", "@"+vf)
+	cmd := exec.Command("ansible-playbook", append([]string{"-i", l.Inventory, pb, "-e", "@" + vf}, extra...)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=")
 	out, err := cmd.CombinedOutput()
@@ -41,8 +41,8 @@ func playbook(t *testing.T, l *lab.Lab, pb string, vars map[string]any) (string,
 
 func tail(s string) string {
 	l := strings.Split(s, "\n")
-	if len(l) > 30 {
-		l = l[len(l)-30:]
+	if len(l) > 150 {
+		l = l[len(l)-150:]
 	}
 	return strings.Join(l, "\n")
 }
@@ -133,6 +133,18 @@ func TestFailover(t *testing.T) {
 	}
 	if pvs, _ := dcs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{}); len(pvs.Items) != 0 {
 		t.Fatalf("a failed failover created %d PVs at DR", len(pvs.Items))
+	}
+
+	// --check shows what would be done and changes nothing at DR.
+	vars["backup_name"] = "nightly-20261124"
+	if out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars, "--check"); err != nil {
+		t.Fatalf("check-mode failover: %v\n%s", err, tail(out))
+	}
+	if pvs, _ := dcs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{}); len(pvs.Items) != 0 {
+		t.Fatalf("--check created %d PVs at DR", len(pvs.Items))
+	}
+	if _, err := os.Stat(filepath.Join(l.DR.ExportRoot, ".ocpdr-dr-active")); err == nil {
+		t.Fatal("--check wrote the fence marker")
 	}
 
 	// Data written after the last sync reaches DR through the final sync.

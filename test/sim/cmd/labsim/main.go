@@ -84,10 +84,7 @@ func run(cmd, labDir, name, phase string, namespaces []string) error {
 		return nil
 	case "controllers":
 		log.Info("simulating Velero (DR) and KubeVirt (both sites)")
-		v := &sim.Velero{DR: dr, S3: s3, Bucket: l.S3Bucket, Log: log.Named("velero")}
-		k := &sim.KubeVirt{Clusters: map[string]dynamic.Interface{"primary": primary, "dr": dr}, Log: log.Named("kubevirt")}
-		go v.Run(ctx, 300*time.Millisecond)
-		k.Run(ctx, 300*time.Millisecond)
+		sim.RunControllers(ctx, sim.Sites{Primary: primary, DR: dr, S3: s3, Bucket: l.S3Bucket}, 300*time.Millisecond, log)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
