@@ -73,7 +73,16 @@ func TestBackupRestoreAndVMStatus(t *testing.T) {
 		"template":    map[string]any{"spec": map[string]any{"volumes": []any{map[string]any{"name": "root", "persistentVolumeClaim": map[string]any{"claimName": "sim-pvc"}}}}},
 	}), metav1.CreateOptions{}))
 
-	if err := sim.WriteBackup(ctx, p, s3, l.S3Bucket, sim.BackupOptions{Name: "simb", Namespaces: []string{"simns"}}); err != nil {
+	// A halted VM next to it, and a second namespace the Restore leaves out.
+	must(p.Resource(sim.GVRVM).Namespace("simns").Create(ctx, obj("kubevirt.io/v1", "VirtualMachine", "simns", "sim-vm-off", map[string]any{
+		"runStrategy": "Halted", "template": map[string]any{"spec": map[string]any{}},
+	}), metav1.CreateOptions{}))
+	must(p.Resource(sim.GVRNamespace).Create(ctx, obj("v1", "Namespace", "", "simother", nil), metav1.CreateOptions{}))
+	must(p.Resource(sim.GVRVM).Namespace("simother").Create(ctx, obj("kubevirt.io/v1", "VirtualMachine", "simother", "other-vm", map[string]any{
+		"running": true, "template": map[string]any{"spec": map[string]any{}},
+	}), metav1.CreateOptions{}))
+
+	if err := sim.WriteBackup(ctx, p, s3, l.S3Bucket, sim.BackupOptions{Name: "simb", Namespaces: []string{"simns", "simother"}}); err != nil {
 		t.Fatal(err)
 	}
 	o, err := s3.GetObject(ctx, l.S3Bucket, "backups/simb/simb.tar.gz", minio.GetObjectOptions{})
@@ -97,7 +106,9 @@ func TestBackupRestoreAndVMStatus(t *testing.T) {
 		names[h.Name] = true
 	}
 	for _, want := range []string{"metadata/version", "resources/persistentvolumes/cluster/sim-pv.json", "resources/persistentvolumes/v1-preferredversion/cluster/sim-pv.json",
-		"resources/persistentvolumeclaims/namespaces/simns/sim-pvc.json", "resources/virtualmachines.kubevirt.io/namespaces/simns/sim-vm.json"} {
+		"resources/persistentvolumeclaims/namespaces/simns/sim-pvc.json", "resources/persistentvolumeclaims/v1-preferredversion/namespaces/simns/sim-pvc.json",
+		"resources/virtualmachines.kubevirt.io/namespaces/simns/sim-vm.json", "resources/virtualmachines.kubevirt.io/v1-preferredversion/namespaces/simns/sim-vm.json",
+		"resources/namespaces/cluster/simns.json"} {
 		if !names[want] {
 			t.Errorf("tarball lacks %s (has %v)", want, names)
 		}
@@ -126,6 +137,20 @@ func TestBackupRestoreAndVMStatus(t *testing.T) {
 	if _, err := d.Resource(sim.GVRPVC).Namespace("simns").Get(ctx, "sim-pvc", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("excluded PVC was restored (err=%v)", err)
 	}
+	if _, err := d.Resource(sim.GVRVM).Namespace("simother").Get(ctx, "other-vm", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VM outside includedNamespaces was restored (err=%v)", err)
+	}
+	waitFor(ctx, t, "halted VM Stopped", func() string {
+		vm, err := d.Resource(sim.GVRVM).Namespace("simns").Get(ctx, "sim-vm-off", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		s, _, _ := unstructured.NestedString(vm.Object, "status", "printableStatus")
+		if s != "Stopped" {
+			return s
+		}
+		return ""
+	})
 	vmStatus := func() string {
 		vm, err := d.Resource(sim.GVRVM).Namespace("simns").Get(ctx, "sim-vm", metav1.GetOptions{})
 		if err != nil {
