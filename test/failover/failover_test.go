@@ -223,7 +223,10 @@ func TestFailover(t *testing.T) {
 			Result  string  `json:"result"`
 			Seconds float64 `json:"seconds"`
 		} `json:"steps"`
-		VMs []map[string]any `json:"vms"`
+		VMs  []map[string]any `json:"vms"`
+		PVCs []struct {
+			Name, Status string
+		} `json:"pvcs"`
 	}
 	b, _ := os.ReadFile(m[len(m)-1])
 	if err := json.Unmarshal(b, &rep); err != nil {
@@ -231,6 +234,9 @@ func TestFailover(t *testing.T) {
 	}
 	if rep.Result != "succeeded" || len(rep.Steps) < 6 || len(rep.VMs) != 2 {
 		t.Errorf("report incomplete: %s", b)
+	}
+	if len(rep.PVCs) != 2 || rep.PVCs[0].Status != "Bound" || rep.PVCs[1].Status != "Bound" {
+		t.Errorf("report lacks the PVCs' outcome: %+v", rep.PVCs)
 	}
 	if _, err := os.Stat(strings.TrimSuffix(m[len(m)-1], ".json") + ".md"); err != nil {
 		t.Error("no Markdown report")
