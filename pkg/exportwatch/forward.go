@@ -20,8 +20,12 @@ import (
 // APIVersion is the apiVersion of NFSDirectory events.
 const APIVersion = "ocpv-dr.io/v1"
 
-// Directory is the resource of an NFSDirectory event.
+// Directory is the resource of an NFSDirectory event. Kind and APIVersion
+// repeat the envelope's so the resource alone (the rulebook passes it as
+// nfs_path_object) says what it is.
 type Directory struct {
+	Kind          string        `json:"kind"`
+	APIVersion    string        `json:"apiVersion"`
 	Metadata      DirectoryMeta `json:"metadata"`
 	Server        string        `json:"server"`
 	ExportRoot    string        `json:"exportRoot"`
@@ -43,6 +47,7 @@ type DirectoryMeta struct {
 func (c Change) Payload(server, exportRoot, cluster string) (event.Payload, error) {
 	rv := strconv.FormatInt(c.LastChangeAt.UnixNano(), 10)
 	d := Directory{
+		Kind: event.KindNFSDirectory, APIVersion: APIVersion,
 		Metadata: DirectoryMeta{Name: filepath.Base(c.Dir), UID: server + ":" + c.Dir, ResourceVersion: rv},
 		Server:   server, ExportRoot: exportRoot, Path: c.Dir, Changes: c.Changes,
 		FirstChangeAt: c.FirstChangeAt.UTC(), LastChangeAt: c.LastChangeAt.UTC(), Rescan: c.Rescan,

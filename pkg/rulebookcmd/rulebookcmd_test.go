@@ -40,6 +40,7 @@ func TestShippedRulebookOnSampleEvents(t *testing.T) {
 		{"snapshot-added-not-ready", "", "", ""},
 		{"snapshot-ready", "Record VolumeSnapshot when ready", "EDA - Sync VolumeSnapshot Metadata", "snapshot_object"},
 		{"snapshot-deleted", "Remove VolumeSnapshot metadata on delete", "EDA - Delete VolumeSnapshot Metadata", "snapshot_object"},
+		{"nfs-directory-modified", "Sync NFS directory written on the primary", "EDA - Sync NFS Path to DR", "nfs_path_object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.event, func(t *testing.T) {
@@ -94,7 +95,7 @@ func TestShippedRulebookOnSampleEvents(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	out, err := run(t, "check", shipped)
-	if err != nil || !strings.Contains(out, "valid (1 rulesets, 4 enabled rules)") {
+	if err != nil || !strings.Contains(out, "valid (1 rulesets, 5 enabled rules)") {
 		t.Fatalf("check shipped = %q, %v", out, err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yml")

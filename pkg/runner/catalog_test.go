@@ -24,7 +24,9 @@ func TestShippedCatalog(t *testing.T) {
 		"EDA - Delete NFS PV from DR":          "playbooks/event_driven/handle_nfs_pv_delete.yml",
 		"EDA - Sync VolumeSnapshot Metadata":   "playbooks/event_driven/handle_snapshot_sync.yml",
 		"EDA - Delete VolumeSnapshot Metadata": "playbooks/event_driven/handle_snapshot_delete.yml",
+		"EDA - Sync NFS Path to DR":            "playbooks/event_driven/handle_nfs_path_sync.yml",
 		"DR - Periodic Storage Sync":           "playbooks/scheduled/execute_periodic_sync.yml",
+		"DR - Execute Failover":                "playbooks/manual_dr/execute_failover.yml",
 	}
 	workflows := map[string]string{"One-Click Disaster Recovery Failover": "playbooks/manual_dr/execute_failover.yml"}
 	for _, tc := range []struct {

@@ -188,8 +188,20 @@ class Refused(Exception):
     pass
 
 
+def obj_name(obj):
+    """Name of a PV, or of an NFSDirectory event object (its path)."""
+    if obj.get("kind") == "NFSDirectory":
+        return str(obj.get("path", "?"))
+    return (obj.get("metadata") or {}).get("name", "?")
+
+
 def pv_source(pv):
-    """Return (server, path) of an NFS PV, for spec.nfs and csi-driver-nfs."""
+    """Return (server, path) of an NFS PV, for spec.nfs and csi-driver-nfs, or of
+    an NFSDirectory object (a data-write event from forwarder watch-exports)."""
+    if pv.get("kind") == "NFSDirectory":
+        if not pv.get("server") or not pv.get("path"):
+            raise Refused("NFSDirectory object without server or path")
+        return str(pv["server"]), str(pv["path"])
     spec = pv.get("spec") or {}
     nfs = spec.get("nfs")
     if nfs:
@@ -229,8 +241,7 @@ def check_path(path, root, what):
 
 
 def map_pv(pv, p):
-    name = (pv.get("metadata") or {}).get("name", "?")
-    entry = {"name": name, "status": "mapped", "reason": ""}
+    entry = {"name": obj_name(pv), "status": "mapped", "reason": ""}
     server, path = pv_source(pv)
     entry["server"], entry["primary_path"] = server, path
     if server != p["primary_server"]:
@@ -414,7 +425,7 @@ def map_all(p, pvs):
         try:
             entries.append(map_pv(pv, p))
         except Refused as r:
-            entries.append({"name": (pv.get("metadata") or {}).get("name", "?"), "status": "refused", "reason": str(r)})
+            entries.append({"name": obj_name(pv), "status": "refused", "reason": str(r)})
     return entries
 
 
