@@ -138,6 +138,7 @@ type metrics struct {
 	matches   *prometheus.CounterVec
 	actions   *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	lag       *prometheus.HistogramVec
 	coalesced prometheus.Counter
 	running   prometheus.Gauge
 	engineErr prometheus.Counter
@@ -183,6 +184,11 @@ func New(cfg Config) (*Dispatcher, error) {
 			Name: "receiver_job_duration_seconds", Help: "Job duration (launch to final status), by action type.",
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 14),
 		}, []string{"action"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "receiver_replication_lag_seconds",
+			Help:    "Per successful job: time from the first change it carried (NFSDirectory firstChangeAt, else the event's observedAt) to the job's end, by event kind.",
+			Buckets: []float64{1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300, 900, 3600},
+		}, []string{"kind"}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "receiver_actions_coalesced_total", Help: "Pending job actions replaced by a newer identical one.",
 		}),
@@ -194,7 +200,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		}),
 	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.m.matches, d.m.actions, d.m.duration, d.m.coalesced, d.m.running, d.m.engineErr} {
+		for _, c := range []prometheus.Collector{d.m.matches, d.m.actions, d.m.duration, d.m.lag, d.m.coalesced, d.m.running, d.m.engineErr} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
 			}

@@ -535,3 +535,52 @@ func TestLaneKey(t *testing.T) {
 		}
 	}
 }
+
+// Each successful job records the replication lag: from the earliest change
+// it carried (coalesced events included; an NFSDirectory's firstChangeAt
+// before its observedAt) to the job's end, in /api/v1/jobs and the histogram.
+func TestReplicationLag(t *testing.T) {
+	in := openInbox(t, t.TempDir())
+	release := make(chan struct{})
+	exec := &fakeExec{block: map[string]chan struct{}{"pv1": release}, started: make(chan run, 10)}
+	h := start(t, in, exec, Config{})
+	now := time.Now().UTC()
+	ago := func(s int) string { return now.Add(-time.Duration(s) * time.Second).Format(time.RFC3339Nano) }
+	event := func(id, kind string, rv int, observed string, res map[string]any) []byte {
+		res["metadata"] = map[string]any{"name": "pv1", "uid": "uid-pv1", "resourceVersion": fmt.Sprint(rv)}
+		res["kind"] = kind
+		res["server"], res["path"] = "10.0.0.1", "/exports/pv1"
+		b, _ := json.Marshal(map[string]any{"id": id, "type": "MODIFIED", "kind": kind, "cluster": "primary", "observedAt": observed, "resource": res})
+		return b
+	}
+	appendRaw(t, in, event("a", "PersistentVolume", 1, ago(50), map[string]any{"spec": map[string]any{"nfs": map[string]any{"server": "10.0.0.1", "path": "/exports/pv1"}}}))
+	<-exec.started
+	// Two changes wait behind the running job and merge: the lag counts from the older.
+	appendRaw(t, in, event("b", "PersistentVolume", 2, ago(40), map[string]any{"spec": map[string]any{"nfs": map[string]any{"server": "10.0.0.1", "path": "/exports/pv1"}}}))
+	appendRaw(t, in, event("c", "PersistentVolume", 3, ago(10), map[string]any{"spec": map[string]any{"nfs": map[string]any{"server": "10.0.0.1", "path": "/exports/pv1"}}}))
+	waitFor(t, "b and c to merge", func() bool { return testutil.ToFloat64(h.d.m.coalesced) == 1 })
+	exec.mu.Lock()
+	exec.block = nil
+	exec.mu.Unlock()
+	close(release)
+	waitFor(t, "entries finished", func() bool { return in.Depth() == 0 })
+	// A data write: the VM wrote 20 s ago, the watcher reported it 5 s ago.
+	appendRaw(t, in, event("d", "NFSDirectory", 4, ago(5), map[string]any{"firstChangeAt": ago(20)}))
+	waitFor(t, "the data-write job", func() bool { return in.Depth() == 0 && len(exec.Runs()) == 3 })
+
+	jobs, _ := in.RecentJobs(10)
+	if len(jobs) != 3 {
+		t.Fatalf("jobs = %+v", jobs)
+	}
+	want := map[uint64]float64{jobs[2].ID: 50, jobs[1].ID: 40, jobs[0].ID: 20} // newest first
+	for _, j := range jobs {
+		w := want[j.ID]
+		// The fake job ends one second after it starts, a little after now.
+		if j.ReplicationLagSeconds < w || j.ReplicationLagSeconds > w+15 || j.FirstChange == nil {
+			t.Errorf("job %d: lag %.1fs first change %v, want about %.0fs", j.ID, j.ReplicationLagSeconds, j.FirstChange, w+1)
+		}
+	}
+	if n := testutil.CollectAndCount(h.d.m.lag); n != 2 {
+		t.Errorf("lag histogram has %d series, want PersistentVolume and NFSDirectory", n)
+	}
+}

@@ -20,6 +20,10 @@ type task struct {
 	ckey     string // identical actions share it
 	fired    Fired
 	trackers []*tracker // the newest last; older ones were coalesced into it
+	// firstChange is the earliest change any of the merged events carries;
+	// changeKind is its event kind (for the replication-lag metric).
+	firstChange time.Time
+	changeKind  string
 }
 
 type lane struct {
@@ -50,6 +54,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, t *tracker, f Fired) {
 		fired:    f,
 		trackers: []*tracker{t},
 	}
+	nt.firstChange, nt.changeKind = firstChange(f)
 	d.mu.Lock()
 	l := d.lanes[key]
 	if l == nil {
@@ -59,6 +64,9 @@ func (d *Dispatcher) enqueue(ctx context.Context, t *tracker, f Fired) {
 	if n := len(l.queue); n > 0 && l.queue[n-1].ckey == nt.ckey && !d.cfg.DisableCoalescing {
 		old := l.queue[n-1]
 		nt.trackers = append(old.trackers, t)
+		if !old.firstChange.IsZero() && (nt.firstChange.IsZero() || old.firstChange.Before(nt.firstChange)) {
+			nt.firstChange, nt.changeKind = old.firstChange, old.changeKind
+		}
 		l.queue[n-1] = nt
 		d.m.coalesced.Inc()
 	} else {
@@ -213,6 +221,16 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 		if !res.Started.IsZero() {
 			job.DurationSeconds = res.Finished.Sub(res.Started).Seconds()
 			d.m.duration.WithLabelValues(f.Action).Observe(job.DurationSeconds)
+		}
+		if job.Status == "successful" && !t.firstChange.IsZero() {
+			lag := res.Finished.Sub(t.firstChange).Seconds()
+			if lag < 0 {
+				lag = 0
+			}
+			job.ReplicationLagSeconds = lag
+			first := t.firstChange.UTC()
+			job.FirstChange = &first
+			d.m.lag.WithLabelValues(t.changeKind).Observe(lag)
 		}
 	}
 	if _, err := d.cfg.Store.PutJob(context.WithoutCancel(ctx), job); err != nil {
@@ -421,3 +439,37 @@ func toFloat(v any) (float64, bool) {
 
 // sortedKeys gives m_0, m_1, ... (or m) in a stable order.
 func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
+
+// firstChange finds the earliest change time among an action's matching
+// events: an NFSDirectory's resource.firstChangeAt (when the VM wrote), else
+// the payload's observedAt (when the forwarder saw the object change). kind is
+// bounded to the event kinds the project ships, else "other".
+func firstChange(f Fired) (time.Time, string) {
+	var first time.Time
+	kind := ""
+	for _, k := range sortedKeys(f.MatchingEvents) {
+		ev, _ := f.MatchingEvents[k].(map[string]any)
+		body := ev
+		if p, ok := ev["payload"].(map[string]any); ok {
+			body = p
+		}
+		var at time.Time
+		res, _ := body["resource"].(map[string]any)
+		if s, ok := res["firstChangeAt"].(string); ok {
+			at, _ = time.Parse(time.RFC3339Nano, s)
+		}
+		if s, ok := body["observedAt"].(string); ok && at.IsZero() {
+			at, _ = time.Parse(time.RFC3339Nano, s)
+		}
+		if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+			first = at
+			kind = str(body["kind"])
+		}
+	}
+	switch kind {
+	case "PersistentVolume", "VolumeSnapshot", "NFSDirectory":
+	default:
+		kind = "other"
+	}
+	return first, kind
+}

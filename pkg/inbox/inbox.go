@@ -98,27 +98,31 @@ type Outcome struct {
 
 // Job is a job record (a Controller job or a local ansible-playbook run).
 type Job struct {
-	ID              uint64         `json:"id"`
-	EventSeq        uint64         `json:"event_seq"`
-	EventUUID       string         `json:"event_uuid,omitempty"`
-	Ruleset         string         `json:"ruleset"`
-	Rule            string         `json:"rule"`
-	Action          string         `json:"action"`
-	Name            string         `json:"name"`
-	Organization    string         `json:"organization,omitempty"`
-	Lane            string         `json:"lane,omitempty"`
-	Status          string         `json:"status"`
-	Error           string         `json:"error,omitempty"`
-	ControllerJobID int64          `json:"controller_job_id,omitempty"`
-	URL             string         `json:"url,omitempty"`
-	LogPath         string         `json:"log_path,omitempty"`
-	Attempts        int            `json:"attempts,omitempty"`
-	Coalesced       int            `json:"coalesced,omitempty"`
-	Created         time.Time      `json:"created"`
-	Started         *time.Time     `json:"started,omitempty"`
-	Finished        *time.Time     `json:"finished,omitempty"`
-	DurationSeconds float64        `json:"duration_seconds,omitempty"`
-	Artifacts       map[string]any `json:"artifacts,omitempty"`
+	ID              uint64     `json:"id"`
+	EventSeq        uint64     `json:"event_seq"`
+	EventUUID       string     `json:"event_uuid,omitempty"`
+	Ruleset         string     `json:"ruleset"`
+	Rule            string     `json:"rule"`
+	Action          string     `json:"action"`
+	Name            string     `json:"name"`
+	Organization    string     `json:"organization,omitempty"`
+	Lane            string     `json:"lane,omitempty"`
+	Status          string     `json:"status"`
+	Error           string     `json:"error,omitempty"`
+	ControllerJobID int64      `json:"controller_job_id,omitempty"`
+	URL             string     `json:"url,omitempty"`
+	LogPath         string     `json:"log_path,omitempty"`
+	Attempts        int        `json:"attempts,omitempty"`
+	Coalesced       int        `json:"coalesced,omitempty"`
+	Created         time.Time  `json:"created"`
+	Started         *time.Time `json:"started,omitempty"`
+	Finished        *time.Time `json:"finished,omitempty"`
+	DurationSeconds float64    `json:"duration_seconds,omitempty"`
+	// FirstChange and ReplicationLagSeconds: for a successful job, the
+	// earliest change it carried and the time from it to the job's end.
+	FirstChange           *time.Time     `json:"first_change,omitempty"`
+	ReplicationLagSeconds float64        `json:"replication_lag_seconds,omitempty"`
+	Artifacts             map[string]any `json:"artifacts,omitempty"`
 }
 
 // Options configure an inbox.

@@ -195,10 +195,12 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if deps.NewEngine == nil {
 		return errors.New("receiver: no rule engine")
 	}
+	// Every receiver metric is ocpdr_receiver_*, like the forwarder's ocpdr_forwarder_*.
+	mreg := prometheus.WrapRegistererWithPrefix("ocpdr_", reg)
 	ctx, shutdown := context.WithCancelCause(ctx)
 	defer shutdown(nil)
 
-	in, err := inbox.Open(inbox.Options{Dir: cfg.StateDir, RetainAge: cfg.RetainAge, RetainCount: cfg.RetainCount, Logger: log.Named("inbox"), Registerer: reg})
+	in, err := inbox.Open(inbox.Options{Dir: cfg.StateDir, RetainAge: cfg.RetainAge, RetainCount: cfg.RetainCount, Logger: log.Named("inbox"), Registerer: mreg})
 	if err != nil {
 		return err
 	}
@@ -218,7 +220,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("receiver: rulebook: %w", err)
 	}
 
-	templates, playbooks, err := executors(cfg, deps, log, reg)
+	templates, playbooks, err := executors(cfg, deps, log, mreg)
 	if err != nil {
 		return err
 	}
@@ -226,7 +228,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		Engine: engine, Store: in, Templates: templates, Playbooks: playbooks,
 		MaxConcurrentJobs: cfg.MaxConcurrentJobs, Wrap: deps.WrapEvent,
 		Shutdown: func(reason string) { shutdown(fmt.Errorf("shutdown action: %s", reason)) },
-		Logger:   log.Named("dispatch"), Registerer: reg,
+		Logger:   log.Named("dispatch"), Registerer: mreg,
 	})
 	if err != nil {
 		return err
@@ -237,7 +239,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		verifier, header = *s, s.HeaderName()
 	}
 	wh, err := webhook.New(webhook.Config{Token: cfg.WebhookToken, Verifier: verifier, SignatureHeader: header,
-		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.Named("webhook"), Registerer: reg}, in)
+		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.Named("webhook"), Registerer: mreg}, in)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,8 @@ type Flow struct {
 	primaryDyn, drDyn dynamic.Interface
 	receiverURL       string
 	services          []*service
+	watcher           *service
+	watcherMetrics    string
 	step              int
 }
 
@@ -121,6 +123,7 @@ func (f *Flow) Steps() []Step {
 	return []Step{
 		{"Start the receiver (local runner, shipped rulebook) and the forwarder against the primary site", f.StartServices},
 		{"1. A VM with an NFS PV appears on the primary: the event replicates its files to DR", f.ReplicateNewPV},
+		{"1b. The VM writes into its disk: watch-exports on the NFS host gets the data to DR within seconds", f.ReplicateDataWrites},
 		{"2. A VolumeSnapshot becomes ready: its metadata is recorded at DR", f.RecordSnapshot},
 		{"3. Files change behind the event path: the periodic sync finds and fixes it", f.PeriodicSync},
 		{"4. A PV is deleted on the primary: its DR copy is archived, not destroyed", f.ArchiveDeletedPV},
@@ -294,6 +297,7 @@ type jobView struct {
 	Lane     string     `json:"lane"`
 	Finished *time.Time `json:"finished"`
 	Duration float64    `json:"duration_seconds"`
+	Lag      float64    `json:"replication_lag_seconds"`
 }
 
 // jobs returns the receiver's recent jobs (GET /api/v1/jobs).

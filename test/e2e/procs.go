@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,7 @@ type service struct {
 	log  string
 	cmd  *exec.Cmd
 	done chan error
+	once sync.Once
 }
 
 func startService(name, logDir string, env []string, argv ...string) (*service, error) {
@@ -43,18 +45,21 @@ func startService(name, logDir string, env []string, argv ...string) (*service, 
 	return s, nil
 }
 
-// stop sends SIGTERM to the service's process group and waits a bounded time.
+// stop sends SIGTERM to the service's process group and waits a bounded
+// time. Stopping a stopped service does nothing.
 func (s *service) stop() {
 	if s == nil {
 		return
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	s.once.Do(func() {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
 }
 
 func (s *service) exited() error {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +21,14 @@ import (
 // StartServices starts the receiver with its local runner and the forwarder
 // watching the primary site.
 func (f *Flow) StartServices(ctx context.Context) error {
+	if err := f.startReceiver(ctx); err != nil {
+		return err
+	}
+	return f.startForwarderAndSims()
+}
+
+// startReceiver starts the receiver with the shipped rulebook and catalog.
+func (f *Flow) startReceiver(ctx context.Context) error {
 	port, err := freePort("127.0.0.1")
 	if err != nil {
 		return err
@@ -42,7 +53,11 @@ func (f *Flow) StartServices(ctx context.Context) error {
 		return err
 	}
 	f.say("receiver listening on %s (log %s)", f.receiverURL, rcv.log)
+	return nil
+}
 
+func (f *Flow) startForwarderAndSims() error {
+	logs := filepath.Join(f.WorkDir, "logs")
 	fwd, err := startService("forwarder", logs, []string{"FORWARDER_WEBHOOK_TOKEN=" + webhookTok},
 		filepath.Join(f.Bin, "forwarder"),
 		"--kubeconfig", f.Lab.Primary.Kubeconfig,
@@ -215,8 +230,13 @@ func (f *Flow) PeriodicSync(ctx context.Context) error {
 	}
 	f.say("the VM wrote into its disk: no PV event, so DR is now behind")
 	reportDir := filepath.Join(f.WorkDir, "reports")
+	metricsFile := filepath.Join(f.WorkDir, "metrics", "ocpdr_periodic_sync.prom")
+	if err := os.MkdirAll(filepath.Dir(metricsFile), 0o755); err != nil {
+		return fmt.Errorf("metrics dir: %w", err)
+	}
 	out, err := f.runAnsible(ctx, "periodic-sync", "playbooks/scheduled/execute_periodic_sync.yml", map[string]any{
 		"periodic_storage_sync_report_dir": reportDir,
+		"ocpdr_metrics_textfile":           metricsFile,
 	})
 	if err != nil {
 		return err
@@ -254,6 +274,19 @@ func (f *Flow) PeriodicSync(ctx context.Context) error {
 		return fmt.Errorf("after periodic sync DR still differs: %w", err)
 	}
 	f.say("DR equals the primary again")
+	prom, err := os.ReadFile(metricsFile)
+	if err != nil {
+		return fmt.Errorf("the periodic sync wrote no metrics for node_exporter: %w", err)
+	}
+	synced := regexp.MustCompile(`(?m)^ocpdr_periodic_sync_volumes\{status="synced"\} ([1-9][0-9]*)$`).FindSubmatch(prom)
+	last := regexp.MustCompile(`(?m)^ocpdr_periodic_sync_last_run_timestamp_seconds ([0-9]+)$`).FindSubmatch(prom)
+	if synced == nil || last == nil {
+		return fmt.Errorf("metrics file %s lacks the synced volumes or the run time:\n%s", metricsFile, prom)
+	}
+	if ts, _ := strconv.ParseInt(string(last[1]), 10, 64); time.Since(time.Unix(ts, 0)) > 10*time.Minute {
+		return fmt.Errorf("metrics file %s: last run %s is not this run", metricsFile, last[1])
+	}
+	f.say("metrics for Prometheus in %s: %s volumes synced (alerts in deploy/monitoring/)", metricsFile, synced[1])
 	return nil
 }
 
