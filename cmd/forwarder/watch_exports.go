@@ -20,7 +20,10 @@ func newWatchExportsCommand() *cobra.Command {
 recursively with inotify, finds the PV directory of each change (depth levels below the root), debounces
 per directory (sent once quiet for --quiet, or at the latest after --max-delay) and POSTs an NFSDirectory
 event. A kernel queue overflow triggers a rescan that reports every PV directory, and so does a start.
-Each directory needs one inotify watch: raise fs.inotify.max_user_watches for large exports.`,
+With --backend inotify (default) each directory needs one inotify watch: raise
+fs.inotify.max_user_watches for large exports. --backend fanotify (Linux 5.9+, root) marks the export
+root's filesystem once, whatever the number of directories; it sees every change on that filesystem and
+filters by path, so it suits exports on a filesystem of their own.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,7 +36,7 @@ Each directory needs one inotify watch: raise fs.inotify.max_user_watches for la
 				errs = append(errs, err)
 			}
 			wc := exportwatch.Config{Root: v.GetString("export-root"), Depth: v.GetInt("depth"), Quiet: v.GetDuration("quiet"),
-				MaxDelay: v.GetDuration("max-delay"), Ignore: v.GetStringSlice("ignore-prefix")}
+				MaxDelay: v.GetDuration("max-delay"), Ignore: v.GetStringSlice("ignore-prefix"), Backend: v.GetString("backend")}
 			if err := wc.Validate(); err != nil {
 				errs = append(errs, err)
 			}
@@ -83,6 +86,7 @@ Each directory needs one inotify watch: raise fs.inotify.max_user_watches for la
 	fl.Int("depth", 1, "path levels below the root that name a PV directory")
 	fl.Duration("quiet", 0, "send a directory once quiet this long (default 2s)")
 	fl.Duration("max-delay", 0, "send a directory at the latest this long after its first change (default 10s)")
+	fl.String("backend", "inotify", "change notification: inotify (a watch per directory) or fanotify (one filesystem mark; Linux 5.9+, root)")
 	fl.StringSlice("ignore-prefix", []string{"archived-", ".ocpdr"}, "ignore PV directories whose name starts with these")
 	return cmd
 }

@@ -41,7 +41,10 @@ type Config struct {
 	// Ignore skips PV directories whose base name has one of these prefixes
 	// (e.g. archives).
 	Ignore []string
-	Logger *zap.Logger
+	// Backend is "inotify" (default: one watch per directory, any kernel, no
+	// privilege) or "fanotify" (one filesystem mark, Linux 5.9+, root).
+	Backend string
+	Logger  *zap.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +76,11 @@ func (c Config) Validate() error {
 	if c.Quiet < 0 || c.MaxDelay < 0 {
 		errs = append(errs, errors.New("quiet period and max delay must not be negative"))
 	}
+	switch c.Backend {
+	case "", "inotify", "fanotify":
+	default:
+		errs = append(errs, fmt.Errorf("backend %q: want inotify or fanotify", c.Backend))
+	}
 	if c.Quiet > 0 && c.MaxDelay > 0 && c.MaxDelay < c.Quiet {
 		errs = append(errs, fmt.Errorf("max delay %s is shorter than the quiet period %s", c.MaxDelay, c.Quiet))
 	}
@@ -101,6 +109,8 @@ type Watcher struct {
 	now     func() time.Time
 	pend    map[string]*pending
 	watched map[string]bool
+	// noWatches: the backend (fanotify) needs no per-directory watches.
+	noWatches bool
 }
 
 // New validates cfg and returns a Watcher. reg may be nil.
@@ -142,6 +152,9 @@ func (w *Watcher) PVDir(path string) string {
 
 // Run watches until ctx ends, sending debounced changes to out.
 func (w *Watcher) Run(ctx context.Context, out chan<- Change) error {
+	if w.cfg.Backend == "fanotify" {
+		return w.RunFanotify(ctx, out)
+	}
 	var fw *fsnotify.Watcher
 	var err error
 	if w.cfg.Buffer > 0 {
@@ -160,6 +173,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Change) error {
 type adder interface{ Add(path string) error }
 
 func (w *Watcher) loop(ctx context.Context, fw adder, events <-chan fsnotify.Event, errs <-chan error, out chan<- Change) error {
+	if w.noWatches {
+		fw = nil
+	}
 	if err := w.addTree(fw, w.cfg.Root); err != nil {
 		return err
 	}
@@ -306,8 +322,12 @@ func (w *Watcher) flush(ctx context.Context, out chan<- Change) error {
 	return nil
 }
 
-// addTree adds a watch on dir and every directory below it.
+// addTree adds a watch on dir and every directory below it (nothing when
+// the backend needs no watches, fw == nil).
 func (w *Watcher) addTree(fw adder, dir string) error {
+	if fw == nil {
+		return nil
+	}
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
