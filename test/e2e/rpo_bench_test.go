@@ -37,7 +37,10 @@ func BenchmarkDataRPO(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	const pvs, writes, every = 10, 100, time.Second
+	pvs, writes, every := 10, 100, time.Second
+	if v := os.Getenv("OCPDR_RPO_WRITES"); v != "" {
+		fmt.Sscan(v, &writes)
+	}
 	b.Run("bare-rsync", func(b *testing.B) {
 		for n := 0; n < b.N; n++ {
 			lags, missed := rpoRun(b, l, fmt.Sprintf("rpo-bare-%d", n), pvs, writes, every, func(dir string) {
@@ -72,6 +75,15 @@ func BenchmarkDataRPO(b *testing.B) {
 			}
 			lags, missed := rpoRun(b, l, prefix, pvs, writes, every, nil)
 			reportLags(b, lags, missed)
+			// Where the time goes: jobs launched and their mean duration.
+			if jobs, err := f.jobs(ctx); err == nil && len(jobs) > 0 {
+				var sum float64
+				for _, j := range jobs {
+					sum += j.Duration
+				}
+				b.ReportMetric(float64(len(jobs)), "jobs")
+				b.ReportMetric(sum/float64(len(jobs)), "job-s")
+			}
 			f.Close()
 			cancel()
 		}
