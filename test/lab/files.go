@@ -65,6 +65,10 @@ func (l *Lab) writeInventory() error {
 		{"ocpdr_dr_ssh_user", "root"},
 		{"ocpdr_ssh_key", l.SSHKey},
 		{"ocpdr_known_hosts", l.KnownHosts},
+		// Push direction: the primary NFS host's key to the DR NFS host (in
+		// the lab both hosts accept the lab key and share one known_hosts).
+		{"ocpdr_push_ssh_key", l.SSHKey},
+		{"ocpdr_push_known_hosts", l.KnownHosts},
 		{"ocpdr_s3_endpoint", l.S3Endpoint},
 		{"ocpdr_s3_bucket", l.S3Bucket},
 		{"ocpdr_s3_region", "us-east-1"},

@@ -53,6 +53,22 @@ options:
     description: SSH port of the primary NFS server.
     type: int
     default: 22
+  direction:
+    description:
+      - pull (default) runs on the DR NFS server and pulls from the primary over SSH; it works even when
+        the primary site is gone. push runs on the primary NFS server and pushes to the DR NFS server
+        (ssh_host/ssh_port/ssh_user/ssh_key/known_hosts then name the DR server), for sites where only the
+        primary may open connections. Mapping, validation, rsync flags, locking and verification are the
+        same code in both directions. push applies to modes sync and periodic (with sync_results).
+    type: str
+    choices: [pull, push]
+    default: pull
+  sync_results:
+    description:
+      - In periodic mode, results of a sync already done in push direction on the primary; the periodic
+        run then only does the DR-side work (orphans, archives, snapshot metadata) and reports these.
+    type: list
+    elements: dict
   ssh_control_persist:
     description:
       - Seconds an idle SSH connection to the primary stays open for reuse by the next probe or rsync
@@ -149,6 +165,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,8 +182,14 @@ CSI_DRIVER = "nfs.csi.k8s.io"
 
 PROBE = r"""
 import json, os, sys
+req = json.load(sys.stdin)
+extra = req.get("extra") or {}
+for d in extra.get("mkdirs") or []:
+    os.makedirs(d, mode=0o755, exist_ok=True)
 out = {}
-for p in json.load(sys.stdin):
+for m in extra.get("files") or []:
+    out[m] = {"exists": os.path.exists(m)}
+for p in req["paths"]:
     r = {"exists": False}
     try:
         real = os.path.realpath(p)
@@ -257,10 +280,12 @@ def map_pv(pv, p):
         raise Refused("PV path %r uses a name reserved for DR archives or metadata" % path)
     entry["primary_path"], entry["rel"] = norm, rel
     entry["dr_path"] = os.path.join(p["dr_export_root"], rel)
-    # Symlink escape at DR: every existing component must stay under the root.
-    real_root = os.path.realpath(p["dr_export_root"])
-    if not os.path.realpath(entry["dr_path"]).startswith(real_root + "/"):
-        raise Refused("DR path %r resolves outside the DR export root" % entry["dr_path"])
+    # Symlink escape at DR: every existing component must stay under the root
+    # (checked on the DR host: here when pulling, by the DR probe when pushing).
+    if p.get("direction", "pull") == "pull":
+        real_root = os.path.realpath(p["dr_export_root"])
+        if not os.path.realpath(entry["dr_path"]).startswith(real_root + "/"):
+            raise Refused("DR path %r resolves outside the DR export root" % entry["dr_path"])
     return entry
 
 
@@ -282,20 +307,44 @@ def ssh_argv(p):
     return argv
 
 
-def probe_primary(p, paths):
-    """Stat many primary directories with one SSH call."""
-    if not paths:
+def run_probe(p, paths, remote, script=None, extra=None, force=False):
+    """Run a probe script (stat directories; or prepare them) over the paths,
+    locally with this Python or on the other host over one SSH call."""
+    if not paths and not force:
         return {}
+    script = script or PROBE
+    payload = json.dumps({"paths": paths, "extra": extra or {}}).encode()
+    if not remote:
+        proc = subprocess.run([sys.executable, "-c", script], input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError("local probe failed: %s" % proc.stderr.decode(errors="replace").strip()[-500:])
+        return json.loads(proc.stdout.decode())
     host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
-    # The remote side runs the command through its login shell: send the
-    # script base64-encoded (no shell metacharacters) and the paths on stdin,
-    # never on the command line.
-    code = "import base64;exec(base64.b64decode('%s'))" % base64.b64encode(PROBE.encode()).decode()
+    code = "import base64;exec(base64.b64decode('%s'))" % base64.b64encode(script.encode()).decode()
     argv = ssh_argv(p) + [host, "/usr/bin/python3 -c " + shlex.quote(code)]
-    proc = subprocess.run(argv, input=json.dumps(paths).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    proc = subprocess.run(argv, input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError("cannot reach the primary NFS server over SSH: %s" % proc.stderr.decode(errors="replace").strip()[-500:])
+        what = "DR" if p.get("direction") == "push" else "primary"
+        raise RuntimeError("cannot reach the %s NFS server over SSH: %s" % (what, proc.stderr.decode(errors="replace").strip()[-500:]))
     return json.loads(proc.stdout.decode())
+
+
+def probe_primary(p, paths):
+    """Stat primary directories: over SSH when pulling, here when pushing."""
+    return run_probe(p, paths, remote=p.get("direction", "pull") == "pull")
+
+
+def probe_dr(p, paths, extra=None):
+    """Stat (and with extra, prepare) DR directories over SSH when pushing."""
+    return run_probe(p, paths, remote=True, extra=extra, force=bool(extra))
+
+
+def local_probe(path):
+    """What the probe script reports for one local directory."""
+    r = {"exists": os.path.isdir(path), "real": os.path.realpath(path)}
+    if r["exists"]:
+        r["files"], r["bytes"] = local_stats(path)
+    return r
 
 
 def local_stats(path):
@@ -311,13 +360,16 @@ def local_stats(path):
     return files, size
 
 
+def lock_path(dr_root, rel):
+    return os.path.join(dr_root, LOCK_DIR, rel.replace("/", "%") + ".lock")
+
+
 class Lock(object):
     """flock on a per-directory lock file inside the DR export root."""
 
     def __init__(self, dr_root, rel, timeout):
-        d = os.path.join(dr_root, LOCK_DIR)
-        os.makedirs(d, exist_ok=True)
-        self.path = os.path.join(d, rel.replace("/", "%") + ".lock")
+        os.makedirs(os.path.join(dr_root, LOCK_DIR), exist_ok=True)
+        self.path = lock_path(dr_root, rel)
         self.timeout = timeout
         self.fd = None
 
@@ -343,7 +395,10 @@ STAT_FILES = re.compile(r"Number of regular files transferred: ([\d,]+)")
 STAT_BYTES = re.compile(r"Total transferred file size: ([\d,]+)")
 
 
-def rsync_argv(p, src, dst, check_mode):
+def rsync_argv(p, src, dst, check_mode, lock_path=None):
+    """rsync from the primary directory src to the DR directory dst: pulling
+    (src on the other host) or pushing (dst on the other host, the remote
+    rsync run under flock on lock_path, the same lock a pull takes)."""
     ssh = " ".join(ssh_argv(p))
     argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats", "-e", ssh]
     if p["inplace"]:
@@ -357,10 +412,14 @@ def rsync_argv(p, src, dst, check_mode):
     if check_mode:
         argv.append("--dry-run")
     host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
+    if p.get("direction", "pull") == "push":
+        if lock_path:
+            argv.append("--rsync-path=flock -w %d %s rsync" % (p["lock_timeout"], lock_path))
+        return argv + [src + "/", "%s:%s/" % (host, dst)]
     return argv + ["%s:%s/" % (host, src), dst + "/"]
 
 
-def sync_one(entry, probe, p, check_mode):
+def sync_one(entry, probe, dr_probe, p, check_mode):
     start = time.time()
     src, dst = entry["primary_path"], entry["dr_path"]
     info = probe.get(src, {})
@@ -369,14 +428,24 @@ def sync_one(entry, probe, p, check_mode):
         raise Refused("primary path resolves outside the export root (symlink): %s" % real)
     if not info.get("exists"):
         raise Refused("primary directory %s is missing; not syncing, so the DR copy is kept" % src)
-    dr_files = local_stats(dst)[0] if os.path.isdir(dst) else 0
+    dr = dr_probe.get(dst, {})
+    dr_real = dr.get("real", dst)
+    if not dr_real.startswith(os.path.normpath(p["dr_export_root"]) + "/"):
+        raise Refused("DR path %r resolves outside the DR export root" % dst)
+    dr_files = dr.get("files", 0) if dr.get("exists") else 0
     if info.get("files", 0) == 0 and dr_files > 0:
         raise Refused("primary directory %s is empty while the DR copy has %d files; not wiping DR" % (src, dr_files))
-    if not check_mode:
-        os.makedirs(dst, exist_ok=True)
-    with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
-        argv = rsync_argv(p, src, dst, check_mode)
+    if p.get("direction", "pull") == "push":
+        # The DR directory and the lock directory were made by the DR probe;
+        # the remote rsync runs under the same per-directory flock a pull takes.
+        argv = rsync_argv(p, src, dst, check_mode, lock_path(p["dr_export_root"], entry["rel"]))
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
+    else:
+        if not check_mode:
+            os.makedirs(dst, exist_ok=True)
+        with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+            argv = rsync_argv(p, src, dst, check_mode)
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
     out = proc.stdout.decode(errors="replace")
     entry["rsync_rc"] = proc.returncode
     entry["changes"] = sum(1 for line in out.splitlines() if re.match(r"^[<>ch.*][fdLDS]", line) and not line.startswith(".d"))
@@ -398,8 +467,20 @@ def sync_one(entry, probe, p, check_mode):
 def run_sync(p, entries, check_mode):
     """Sync mapped entries in parallel; fills status on each."""
     todo = [e for e in entries if e["status"] == "mapped"]
+    push = p.get("direction", "pull") == "push"
     try:
         probe = probe_primary(p, [e["primary_path"] for e in todo])
+        if push:
+            dr_probe = probe_dr(p, [e["dr_path"] for e in todo])
+            # Create the DR directories (and the lock directory) only for
+            # entries that pass the checks sync_one makes, as a pull does.
+            root = os.path.normpath(p["dr_export_root"]) + "/"
+            make = [e["dr_path"] for e in todo if probe.get(e["primary_path"], {}).get("exists")
+                    and dr_probe.get(e["dr_path"], {}).get("real", "").startswith(root)]
+            if make and not check_mode:
+                probe_dr(p, [], {"mkdirs": [os.path.join(p["dr_export_root"], LOCK_DIR)] + make})
+        else:
+            dr_probe = {e["dr_path"]: local_probe(e["dr_path"]) for e in todo}
     except Exception as e:  # noqa: BLE001 - reported per PV
         for entry in todo:
             entry.update(status="failed", reason=str(e))
@@ -407,7 +488,7 @@ def run_sync(p, entries, check_mode):
 
     def one(entry):
         try:
-            sync_one(entry, probe, p, check_mode)
+            sync_one(entry, probe, dr_probe, p, check_mode)
         except Refused as r:
             entry.update(status="refused", reason=str(r))
         except Exception as e:  # noqa: BLE001 - reported per PV
@@ -420,13 +501,18 @@ def run_sync(p, entries, check_mode):
     synced = [e for e in todo if e["status"] == "synced"]
     try:
         after = probe_primary(p, [e["primary_path"] for e in synced])
+        dr_after = probe_dr(p, [e["dr_path"] for e in synced]) if push else {}
     except Exception as e:  # noqa: BLE001
         for entry in synced:
             entry["verify"] = "not verified: %s" % e
         return
     for entry in synced:
         src = after.get(entry["primary_path"], {})
-        files, size = local_stats(entry["dr_path"])
+        if push:
+            d = dr_after.get(entry["dr_path"], {})
+            files, size = d.get("files", 0), d.get("bytes", 0)
+        else:
+            files, size = local_stats(entry["dr_path"])
         entry["verify"] = {"primary_files": src.get("files"), "primary_bytes": src.get("bytes"), "dr_files": files, "dr_bytes": size}
         if src.get("files") != files or src.get("bytes") != size:
             entry["status"] = "discrepancy"
@@ -445,7 +531,10 @@ def map_all(p, pvs):
 
 
 def fenced(p):
-    return os.path.exists(os.path.join(p["dr_export_root"], MARKER))
+    marker = os.path.join(p["dr_export_root"], MARKER)
+    if p.get("direction", "pull") == "push":
+        return run_probe(p, [], remote=True, extra={"files": [marker]}, force=True).get(marker, {}).get("exists", False)
+    return os.path.exists(marker)
 
 
 def utc_stamp():
@@ -578,8 +667,12 @@ def snapshots_delete(p, snaps, check_mode):
 
 def periodic(p, module):
     check = module.check_mode
-    entries = map_all(p, p["pvs"])
-    run_sync(p, entries, check)
+    if p.get("sync_results") is not None:
+        # Data already pushed from the primary: report those results.
+        entries = p["sync_results"]
+    else:
+        entries = map_all(p, p["pvs"])
+        run_sync(p, entries, check)
     known = set(e["rel"].split("/")[0] for e in entries if e.get("rel"))
     root = p["dr_export_root"]
     orphans, purged = [], []
@@ -705,6 +798,8 @@ def main():
             ssh_host=dict(type="str"),
             ssh_port=dict(type="int", default=22),
             ssh_control_persist=dict(type="int", default=60),
+            direction=dict(type="str", default="pull", choices=["pull", "push"]),
+            sync_results=dict(type="list", elements="dict"),
             ssh_user=dict(type="str", default="root"),
             ssh_key=dict(type="path", no_log=False),
             known_hosts=dict(type="path"),
@@ -724,7 +819,12 @@ def main():
     for key in ("primary_export_root", "dr_export_root"):
         if not os.path.isabs(p[key]) or p[key] == "/":
             module.fail_json(msg="%s must be an absolute directory other than /" % key)
-    if p["mode"] not in ("map", "rewrite") and not os.path.isdir(p["dr_export_root"]):
+    if p["direction"] == "push":
+        if p["mode"] not in ("map", "sync"):
+            module.fail_json(msg="direction push applies to mode sync; mode %s runs on the DR NFS server" % p["mode"])
+        if not os.path.isdir(p["primary_export_root"]):
+            module.fail_json(msg="primary export root %s does not exist on this host (push runs on the primary NFS server)" % p["primary_export_root"])
+    elif p["mode"] not in ("map", "rewrite") and not os.path.isdir(p["dr_export_root"]):
         module.fail_json(msg="DR export root %s does not exist on this host" % p["dr_export_root"])
     if p["mode"] in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
         module.fail_json(msg="metadata_dir is required for mode %s" % p["mode"])
@@ -740,7 +840,7 @@ def main():
         entries, pvs, pvcs = rewrite(p, p["pvs"], p["pvcs"])
         module.exit_json(changed=False, results=entries, summary=summarize(entries), pvs=pvs, pvcs=pvcs)
 
-    if mode in ("sync", "periodic") and fenced(p):
+    if mode in ("sync", "periodic") and p.get("sync_results") is None and fenced(p):
         entries = map_all(p, p["pvs"])
         for e in entries:
             if e["status"] == "mapped":
