@@ -42,6 +42,13 @@ type Engine interface {
 	SetFact(ruleset string, fact map[string]any) ([]Fired, error)
 }
 
+// Timed is an Engine with time windows (not_all timeouts, once_after
+// throttles) that fire without a new event: the dispatcher advances it on a
+// timer. Window state is in memory, like the engine's partial matches.
+type Timed interface {
+	Advance(now time.Time) ([]Fired, error)
+}
+
 // Store is the inbox as the dispatcher uses it.
 type Store interface {
 	Notify() <-chan struct{}
@@ -117,6 +124,9 @@ type Config struct {
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// TickInterval is how often a Timed engine's windows are advanced while
+	// no event arrives (default 1s).
+	TickInterval time.Duration
 }
 
 // Dispatcher is the action loop.
@@ -167,6 +177,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
 	d := &Dispatcher{
 		cfg: cfg, log: cfg.Logger,
 		sem:      make(chan struct{}, cfg.MaxConcurrentJobs),
@@ -214,6 +227,12 @@ func New(cfg Config) (*Dispatcher, error) {
 // running lanes to stop. Entries interrupted by ctx stay pending.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.wg.Wait()
+	var tick <-chan time.Time
+	if _, ok := d.cfg.Engine.(Timed); ok {
+		t := time.NewTicker(d.cfg.TickInterval)
+		defer t.Stop()
+		tick = t.C
+	}
 	var cursor uint64
 	for {
 		entries, err := d.cfg.Store.Pending(cursor, 256)
@@ -234,10 +253,40 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-d.cfg.Store.Notify():
+		case <-tick:
+			d.advance(ctx)
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// advance fires the engine's time windows that ended. Their actions belong
+// to no inbox entry: they are tracked on their own and recorded as jobs.
+func (d *Dispatcher) advance(ctx context.Context) {
+	timed := d.cfg.Engine.(Timed)
+	d.engineMu.Lock()
+	fired, err := func() (f []Fired, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("rule engine panic: %v", r)
+			}
+		}()
+		return timed.Advance(d.cfg.Now())
+	}()
+	d.engineMu.Unlock()
+	if err != nil {
+		d.m.engineErr.Inc()
+		d.log.Warn("dispatch: time windows", zap.Error(err))
+	}
+	if len(fired) == 0 {
+		return
+	}
+	t := &tracker{d: d, uuid: uuid.NewString(), pending: 1, ctx: ctx, timer: true}
+	for _, f := range fired {
+		d.fire(ctx, t, f)
+	}
+	t.done(0, "", "")
 }
 
 // tracker counts the outstanding actions of one inbox entry.
@@ -253,6 +302,7 @@ type tracker struct {
 	notes    []string
 	shutdown string
 	ctx      context.Context
+	timer    bool // actions fired by a time window: no inbox entry to complete
 }
 
 func (t *tracker) add() {
@@ -283,6 +333,12 @@ func (t *tracker) done(job uint64, failure, note string) {
 
 func (t *tracker) finish() {
 	d := t.d
+	if t.timer {
+		if len(t.failures) > 0 {
+			d.log.Warn("dispatch: time-window actions failed", zap.Strings("failures", t.failures))
+		}
+		return
+	}
 	defer func() { <-d.inflight }()
 	if t.ctx.Err() != nil {
 		return // interrupted: stays pending, runs again after restart

@@ -159,10 +159,16 @@ type harness struct {
 func start(t *testing.T, in *inbox.Inbox, exec *fakeExec, cfg Config) *harness {
 	t.Helper()
 	h := &harness{in: in, eng: &fakeEngine{}, exec: exec, reg: prometheus.NewRegistry()}
-	if e, ok := cfg.Engine.(*fakeEngine); ok {
+	switch e := cfg.Engine.(type) {
+	case *fakeEngine:
 		h.eng = e
+	case *timedEngine:
+		h.eng = &e.fakeEngine
 	}
-	cfg.Engine, cfg.Store, cfg.Templates, cfg.Registerer = h.eng, in, exec, h.reg
+	if _, timed := cfg.Engine.(*timedEngine); !timed {
+		cfg.Engine = h.eng
+	}
+	cfg.Store, cfg.Templates, cfg.Registerer = in, exec, h.reg
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -582,5 +588,43 @@ func TestReplicationLag(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(h.d.m.lag); n != 2 {
 		t.Errorf("lag histogram has %d series, want PersistentVolume and NFSDirectory", n)
+	}
+}
+
+// timedEngine fires one job from a time window when armed.
+type timedEngine struct {
+	fakeEngine
+	armed atomic.Bool
+}
+
+func (e *timedEngine) Advance(time.Time) ([]Fired, error) {
+	if !e.armed.CompareAndSwap(true, false) {
+		return nil, nil
+	}
+	ev := map[string]any{"payload": map[string]any{"kind": "PersistentVolume", "resource": map[string]any{
+		"metadata": map[string]any{"name": "pv-window", "resourceVersion": "7"}}}}
+	return []Fired{{Ruleset: "rs", Rule: "window", Action: "run_job_template",
+		Args: map[string]any{"name": "EDA - Sync NFS PV to DR", "organization": "Default"}, MatchingEvents: map[string]any{"m": ev}}}, nil
+}
+
+// A time window that ends with no event arriving (not_all timeout,
+// once_after) still runs its action: the dispatcher advances a Timed engine
+// on its tick and records the job.
+func TestTimeWindowActionsRunWithoutEvents(t *testing.T) {
+	in := openInbox(t, t.TempDir())
+	exec := &fakeExec{}
+	eng := &timedEngine{}
+	start(t, in, exec, Config{Engine: eng, TickInterval: 20 * time.Millisecond})
+	eng.armed.Store(true)
+	waitFor(t, "the window's job", func() bool { return len(exec.Runs()) == 1 })
+	if r := exec.Runs()[0]; r.pv != "pv-window" {
+		t.Fatalf("run %+v", r)
+	}
+	waitFor(t, "the job record", func() bool {
+		jobs, _ := in.RecentJobs(10)
+		return len(jobs) == 1 && jobs[0].Rule == "window" && jobs[0].Status == "successful"
+	})
+	if in.Depth() != 0 {
+		t.Errorf("a time-window action left %d entries pending", in.Depth())
 	}
 }

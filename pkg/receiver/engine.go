@@ -3,6 +3,7 @@ package receiver
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -57,5 +58,11 @@ func (e *sessionEngine) PostEvent(ruleset string, ev map[string]any) ([]dispatch
 
 func (e *sessionEngine) SetFact(ruleset string, fact map[string]any) ([]dispatch.Fired, error) {
 	f, err := e.s.SetFact(ruleset, fact)
+	return convert(f), err
+}
+
+// Advance fires the rulebook's time windows that ended (dispatch.Timed).
+func (e *sessionEngine) Advance(now time.Time) ([]dispatch.Fired, error) {
+	f, err := e.s.Advance(now)
 	return convert(f), err
 }

@@ -42,8 +42,6 @@ type confCase struct {
 var knownGaps = map[string]string{
 	"94_local_filter": "needs the test-local `upcase` event filter that ansible-rulebook's test suite loads from its own " +
 		"directory (user-supplied Python); this engine offers only the built-in eda.builtin filters",
-	"97_jinja_filters": "calls Python string methods inside a Jinja template (event.name.split('.')); this engine renders " +
-		"paths, literals and the common Jinja filters, not Python method calls",
 }
 
 func loadCorpus(t *testing.T) []confCase {

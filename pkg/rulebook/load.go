@@ -52,7 +52,7 @@ type Filter struct {
 // Rule is one rule.
 type Rule struct {
 	Name     string
-	Kind     string // single, all, any
+	Kind     string // single, all, any, not_all
 	Conds    []boolNode
 	Aliases  []string // m_N or the << alias, per condition
 	Texts    []string
@@ -70,10 +70,20 @@ type Action struct {
 	Args map[string]any
 }
 
-// Throttle limits how often a rule fires per group.
+// Throttle limits how often a rule fires per group: exactly one of
+// OnceWithin, OnceAfter or AccumulateWithin (with Threshold) is set.
 type Throttle struct {
+	// OnceWithin fires on the first event of a group and swallows the
+	// group's events until the window ends.
 	OnceWithin time.Duration
-	GroupBy    []*pathNode
+	// OnceAfter collects the unique (per group) events from the first one
+	// on and fires once when the window ends, with all of them.
+	OnceAfter time.Duration
+	// AccumulateWithin fires when Threshold events of a group arrived
+	// within the window; older ones expire.
+	AccumulateWithin time.Duration
+	Threshold        int
+	GroupBy          []*pathNode
 }
 
 // LoadVarsFile reads a YAML or JSON mapping of variables.
@@ -391,14 +401,40 @@ func (l *loader) rule(n *yaml.Node) (*Rule, bool) {
 	if v, ok := f["throttle"]; ok {
 		tf := l.mapping(v.val, "throttle", "once_within", "once_after", "accumulate_within", "threshold", "group_by_attributes")
 		t := &Throttle{}
-		if w, ok := tf["once_within"]; ok {
+		kinds := 0
+		for _, k := range []string{"once_within", "once_after", "accumulate_within"} {
+			w, ok := tf[k]
+			if !ok {
+				continue
+			}
+			kinds++
 			d, err := parseDuration(w.val.Value)
 			if err != nil {
-				l.errf(w.val, "once_within: %v", err)
+				l.errf(w.val, "%s: %v", k, err)
 			}
-			t.OnceWithin = d
-		} else {
-			l.errf(v.val, "throttle: only once_within is supported by this engine (once_after and accumulate_within are not yet)")
+			switch k {
+			case "once_within":
+				t.OnceWithin = d
+			case "once_after":
+				t.OnceAfter = d
+			case "accumulate_within":
+				t.AccumulateWithin = d
+			}
+		}
+		if kinds != 1 {
+			l.errf(v.val, "throttle needs exactly one of once_within, once_after or accumulate_within")
+		}
+		if th, ok := tf["threshold"]; ok {
+			n, err := strconv.Atoi(th.val.Value)
+			if err != nil || n < 1 {
+				l.errf(th.val, "threshold must be an integer >= 1")
+			}
+			t.Threshold = n
+			if t.AccumulateWithin == 0 {
+				l.errf(th.val, "threshold goes with accumulate_within")
+			}
+		} else if t.AccumulateWithin > 0 {
+			l.errf(v.val, "accumulate_within needs a threshold")
 		}
 		if g, ok := tf["group_by_attributes"]; ok {
 			for _, gn := range g.val.Content {
@@ -483,8 +519,8 @@ func (l *loader) conditions(r *Rule, n *yaml.Node) {
 				}
 			}
 		}
-		if r.Kind == "not_all" {
-			l.errf(n, "not_all conditions are not supported by this engine yet")
+		if _, ok := f["timeout"]; !ok && r.Kind == "not_all" {
+			l.errf(n, "not_all needs a timeout")
 		}
 		if v, ok := f["timeout"]; ok {
 			if r.Kind == "any" {

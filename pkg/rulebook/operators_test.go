@@ -89,7 +89,8 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestTemplates(t *testing.T) {
-	ctx := map[string]any{"event": map[string]any{"resource": map[string]any{"a": int64(1)}, "zip": "12345", "name": "x", "n": nil}, "org": "Default"}
+	ctx := map[string]any{"event": map[string]any{"resource": map[string]any{"a": int64(1)}, "zip": "12345", "name": "x", "n": nil,
+		"host": "host1.net", "rubble": "Bamm Bamm Rubble", "words": []any{"a", "b"}}, "org": "Default"}
 	tests := []struct {
 		in   string
 		want string
@@ -101,6 +102,19 @@ func TestTemplates(t *testing.T) {
 		{"{{ event.missing | default('d') }}", "d"}, // default filter
 		{"{{ org | lower }}", "default"},            //
 		{"plain", "plain"},                          // no template
+		// Python methods and filters that ansible-rulebook's templates use (case 97).
+		{" {{ event.host.split('.') | first }} ", " host1 "},
+		{"{{ event.host.capitalize() }}", "Host1.net"},
+		{"{{ event.host.upper().replace('.NET', '') }}", "HOST1"},
+		{"{{ event.host.split('.')[1] }}", "net"},
+		{"{{ event.host.startswith('host') }}", "true"},
+		{"{{ event.resource.get('a') }}", "1"},
+		{"{{ event.resource.get('zz', 'none') }}", "none"},
+		{"{{ event.resource.keys() | join(',') }}", "a"},
+		{"{{ '-'.join(event.words) }}", "a-b"},
+		{"{{ event.host | regex_replace('host1', 'host195') }}", "host195.net"},
+		{"{{ event.rubble | regex_replace('Bamm', 'Betty', count=1) }}", "Betty Bamm Rubble"},
+		{"{{ event.host | regex_replace('(\\w+)\\.(\\w+)', '\\2.\\1') }}", "net.host1"},
 	}
 	for _, tt := range tests {
 		got, err := renderString(tt.in, ctx)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,23 @@ type rsState struct {
 	facts    []map[string]any
 	partials map[*Rule][]stored
 	throttle map[string]time.Time
+	// Time windows: not_all rules waiting for their timeout, once_after
+	// collections waiting for the end of their window, accumulate_within
+	// counts per group.
+	notAll    map[*Rule]*notAllWindow
+	onceAfter map[*Rule]*onceAfterWindow
+	accum     map[string][]time.Time
+}
+
+type notAllWindow struct {
+	start   time.Time
+	matched map[int]map[string]any // condition index -> object
+}
+
+type onceAfterWindow struct {
+	start  time.Time
+	groups map[string]bool
+	events []map[string]any
 }
 
 // Session evaluates events against a rulebook, keeping facts, partial
@@ -91,7 +109,8 @@ func NewSession(rb *Rulebook, opts Options) *Session {
 	}
 	s := &Session{rb: rb, opts: opts, byNm: map[string]*rsState{}}
 	for _, rs := range rb.Rulesets {
-		st := &rsState{rs: rs, partials: map[*Rule][]stored{}, throttle: map[string]time.Time{}}
+		st := &rsState{rs: rs, partials: map[*Rule][]stored{}, throttle: map[string]time.Time{},
+			notAll: map[*Rule]*notAllWindow{}, onceAfter: map[*Rule]*onceAfterWindow{}, accum: map[string][]time.Time{}}
 		s.state = append(s.state, st)
 		s.byNm[rs.Name] = st
 	}
@@ -101,7 +120,11 @@ func NewSession(rb *Rulebook, opts Options) *Session {
 // Process runs a webhook event through each ruleset's source filters and
 // rules, returning every action fired, in order.
 func (s *Session) Process(event map[string]any) ([]Fired, error) {
-	var out []Fired
+	// Windows that ended before this event fire first.
+	out, err := s.Advance(s.opts.Now())
+	if err != nil {
+		return out, err
+	}
 	for _, st := range s.state {
 		// The engine never mutates an event; filters work on a copy.
 		evs := []map[string]any{event}
@@ -135,7 +158,12 @@ func (s *Session) ProcessDirect(ruleset string, event map[string]any) ([]Fired, 
 	if st == nil {
 		return nil, fmt.Errorf("no ruleset %q", ruleset)
 	}
-	out, err := s.process(st, deepCopy(event), false)
+	out, err := s.Advance(s.opts.Now())
+	if err != nil {
+		return out, err
+	}
+	f, err := s.process(st, deepCopy(event), false)
+	out = append(out, f...)
 	if err != nil {
 		return out, err
 	}
@@ -194,6 +222,8 @@ func (s *Session) process(st *rsState, obj map[string]any, isFact bool) ([]Fired
 			continue
 		}
 		if r.Throttle != nil && s.throttled(st, r, obj, now) {
+			// Swallowed by once_within, collected by once_after, counted by
+			// accumulate_within: the event is still consumed by this rule.
 			if !st.rs.MatchMultiple {
 				break
 			}
@@ -213,6 +243,7 @@ func (s *Session) process(st *rsState, obj map[string]any, isFact bool) ([]Fired
 	return out, nil
 }
 
+// throttled reports whether the throttle keeps the rule from firing now.
 func (s *Session) throttled(st *rsState, r *Rule, obj map[string]any, now time.Time) bool {
 	parts := []string{r.Name}
 	for _, g := range r.Throttle.GroupBy {
@@ -221,16 +252,133 @@ func (s *Session) throttled(st *rsState, r *Rule, obj map[string]any, now time.T
 		parts = append(parts, string(b))
 	}
 	key := strings.Join(parts, "\x00")
-	if last, ok := st.throttle[key]; ok && now.Sub(last) < r.Throttle.OnceWithin {
+	t := r.Throttle
+	switch {
+	case t.OnceAfter > 0:
+		w := st.onceAfter[r]
+		if w == nil {
+			w = &onceAfterWindow{start: now, groups: map[string]bool{}}
+			st.onceAfter[r] = w
+		}
+		if !w.groups[key] {
+			w.groups[key] = true
+			w.events = append(w.events, obj)
+		}
+		return true
+	case t.AccumulateWithin > 0:
+		times := st.accum[key][:0]
+		for _, at := range st.accum[key] {
+			if now.Sub(at) < t.AccumulateWithin {
+				times = append(times, at)
+			}
+		}
+		times = append(times, now)
+		if len(times) >= t.Threshold {
+			delete(st.accum, key)
+			return false
+		}
+		st.accum[key] = times
+		return true
+	}
+	if last, ok := st.throttle[key]; ok && now.Sub(last) < t.OnceWithin {
 		return true
 	}
 	st.throttle[key] = now
 	return false
 }
 
+// Advance fires what time windows ended by now: not_all rules whose timeout
+// passed with some but not all conditions matched, and once_after windows
+// with the events they collected. The receiver calls it on a timer and
+// before each event; `receiver match` at the end of its input.
+func (s *Session) Advance(now time.Time) ([]Fired, error) {
+	var out []Fired
+	for _, st := range s.state {
+		if len(st.notAll) == 0 && len(st.onceAfter) == 0 {
+			continue
+		}
+		for _, r := range st.rs.Rules {
+			var matched map[string]any
+			if w := st.notAll[r]; w != nil && now.Sub(w.start) >= r.Timeout {
+				delete(st.notAll, r)
+				matched = map[string]any{}
+				for i, obj := range w.matched {
+					matched[r.Aliases[i]] = obj
+				}
+			}
+			if w := st.onceAfter[r]; w != nil && now.Sub(w.start) >= r.Throttle.OnceAfter {
+				delete(st.onceAfter, r)
+				matched = map[string]any{}
+				for i, obj := range w.events {
+					matched["m_"+strconv.Itoa(i)] = obj
+				}
+				if len(w.events) == 1 {
+					matched = map[string]any{r.Aliases[0]: w.events[0]}
+				}
+			}
+			if matched == nil {
+				continue
+			}
+			f, err := s.fire(st, r, matched)
+			out = append(out, f...)
+			if err != nil {
+				return out, err
+			}
+		}
+	}
+	return s.drain(out)
+}
+
+// NextDeadline is when the earliest open time window ends (ok false: none).
+func (s *Session) NextDeadline() (time.Time, bool) {
+	var next time.Time
+	for _, st := range s.state {
+		for r, w := range st.notAll {
+			if d := w.start.Add(r.Timeout); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
+		for r, w := range st.onceAfter {
+			if d := w.start.Add(r.Throttle.OnceAfter); next.IsZero() || d.Before(next) {
+				next = d
+			}
+		}
+	}
+	return next, !next.IsZero()
+}
+
 // match returns the matching objects keyed by m / m_N / alias.
 func (s *Session) match(st *rsState, r *Rule, obj map[string]any, isFact bool, now time.Time) (map[string]any, bool) {
 	switch r.Kind {
+	case "not_all":
+		// Fires only from Advance, when the timeout passes with some but not
+		// all conditions matched; all of them in time closes the window.
+		w := st.notAll[r]
+		for i, c := range r.Conds {
+			if w != nil && w.matched[i] != nil {
+				continue
+			}
+			var bound map[string]any
+			if w != nil {
+				bound = map[string]any{}
+				for j, o := range w.matched {
+					bound[r.Aliases[j]] = o
+				}
+			}
+			if !c.test(&env{cur: obj, bound: bound}) {
+				continue
+			}
+			if w == nil {
+				w = &notAllWindow{start: now, matched: map[int]map[string]any{}}
+				st.notAll[r] = w
+			}
+			w.matched[i] = obj
+			break
+		}
+		if w != nil && len(w.matched) == len(r.Conds) {
+			delete(st.notAll, r)
+		}
+		return nil, false
 	case "single":
 		if r.Conds[0].test(&env{cur: obj}) {
 			return map[string]any{r.Aliases[0]: obj}, true

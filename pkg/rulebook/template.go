@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,6 +148,14 @@ func evalTemplateExpr(expr string, ctx map[string]any) (any, error) {
 				if a = strings.TrimSpace(a); a == "" {
 					continue
 				}
+				if m := kwarg.FindStringSubmatch(a); m != nil { // name=value
+					kv, kerr := evalOperand(strings.TrimSpace(m[2]), ctx)
+					if kerr != nil {
+						return nil, kerr
+					}
+					args = append(args, kwArg{m[1], kv})
+					continue
+				}
 				av, aerr := evalOperand(a, ctx)
 				if aerr != nil {
 					return nil, aerr
@@ -176,9 +185,20 @@ func evalTemplateExpr(expr string, ctx map[string]any) (any, error) {
 
 var pathCache sync.Map // string -> []any
 
+// kwArg is a keyword argument of a filter call, e.g. count=1.
+type kwArg struct {
+	name  string
+	value any
+}
+
+var kwarg = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)\s*=([^=].*)$`)
+
 func evalOperand(s string, ctx map[string]any) (any, error) {
 	if s == "" {
 		return nil, errors.New("empty expression")
+	}
+	if i := methodCallAt(s); i > 0 {
+		return evalMethodChain(s, i, ctx)
 	}
 	if c, ok := pathCache.Load(s); ok {
 		root, ok := ctx[c.([]any)[0].(string)]
@@ -356,6 +376,291 @@ func applyFilter(name string, v any, args []any) (any, error) {
 			return nil, errors.New("replace(old, new)")
 		}
 		return strings.ReplaceAll(toString(v), toString(args[0]), toString(args[1])), nil
+	case "regex_replace":
+		pos, kw := splitKw(args)
+		if len(pos) < 1 {
+			return nil, errors.New("regex_replace(pattern, replacement='', ignorecase=False, count=0)")
+		}
+		pat := toString(pos[0])
+		if b, _ := kw["ignorecase"].(bool); b {
+			pat = "(?i)" + pat
+		}
+		re, err := regexp.Compile(pat)
+		if err != nil {
+			return nil, fmt.Errorf("regex_replace: %w", err)
+		}
+		repl := ""
+		if len(pos) > 1 {
+			repl = pyBackrefs.ReplaceAllString(toString(pos[1]), "$${$1}")
+		}
+		count := -1
+		if c, ok := kw["count"].(int64); ok && c > 0 {
+			count = int(c)
+		}
+		src := toString(v)
+		n := 0
+		return re.ReplaceAllStringFunc(src, func(m string) string {
+			if count >= 0 && n >= count {
+				return m
+			}
+			n++
+			return re.ReplaceAllString(m, repl)
+		}), nil
 	}
 	return nil, fmt.Errorf("unknown filter %q", name)
+}
+
+var pyBackrefs = regexp.MustCompile(`\\(\d+)`)
+
+func splitKw(args []any) ([]any, map[string]any) {
+	var pos []any
+	kw := map[string]any{}
+	for _, a := range args {
+		if k, ok := a.(kwArg); ok {
+			kw[k.name] = k.value
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return pos, kw
+}
+
+// methodCallAt returns the index of the first ".name(" outside quotes in s
+// (a Python method call inside a template), or -1.
+func methodCallAt(s string) int {
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '.':
+			j := i + 1
+			for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
+				j++
+			}
+			if j > i+1 && j < len(s) && s[j] == '(' {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// evalMethodChain evaluates base.method(args)[.method(args)|[index]]...,
+// with the str/dict/list methods templates use in rulebooks.
+func evalMethodChain(s string, at int, ctx map[string]any) (any, error) {
+	v, err := evalOperand(strings.TrimSpace(s[:at]), ctx)
+	if err != nil {
+		return nil, err
+	}
+	rest := s[at:]
+	for rest != "" {
+		switch rest[0] {
+		case '.':
+			open := strings.IndexByte(rest, '(')
+			if open < 0 {
+				segs, err := splitPath("x" + rest)
+				if err != nil {
+					return nil, err
+				}
+				w, ok := walk(v, segs[1:])
+				if !ok {
+					return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+				}
+				return w, nil
+			}
+			name := rest[1:open]
+			end := matchParen(rest, open)
+			if end < 0 {
+				return nil, fmt.Errorf("missing ) in %q", s)
+			}
+			var args []any
+			for _, a := range splitTop(rest[open+1:end], ',') {
+				if a = strings.TrimSpace(a); a == "" {
+					continue
+				}
+				av, err := evalOperand(a, ctx)
+				if err != nil {
+					return nil, err
+				}
+				args = append(args, av)
+			}
+			if v, err = callMethod(v, name, args); err != nil {
+				return nil, fmt.Errorf("%s(): %w", name, err)
+			}
+			rest = rest[end+1:]
+		case '[':
+			j := strings.IndexByte(rest, ']')
+			if j < 0 {
+				return nil, fmt.Errorf("missing ] in %q", s)
+			}
+			segs, err := splitPath("x" + rest[:j+1])
+			if err != nil {
+				return nil, err
+			}
+			w, ok := walk(v, segs[1:])
+			if !ok {
+				return nil, fmt.Errorf("%w: %s", ErrUndefined, s)
+			}
+			v, rest = w, rest[j+1:]
+		default:
+			return nil, fmt.Errorf("unsupported template expression %q", s)
+		}
+	}
+	return v, nil
+}
+
+func matchParen(s string, open int) int {
+	depth := 0
+	var quote byte
+	for i := open; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func callMethod(v any, name string, args []any) (any, error) {
+	str := func(i int) string {
+		if i < len(args) {
+			return toString(args[i])
+		}
+		return ""
+	}
+	switch x := v.(type) {
+	case string:
+		switch name {
+		case "lower":
+			return strings.ToLower(x), nil
+		case "upper":
+			return strings.ToUpper(x), nil
+		case "capitalize":
+			if x == "" {
+				return x, nil
+			}
+			return strings.ToUpper(x[:1]) + strings.ToLower(x[1:]), nil
+		case "title":
+			words := strings.Fields(x)
+			for i, w := range words {
+				words[i] = strings.ToUpper(w[:1]) + strings.ToLower(w[1:])
+			}
+			return strings.Join(words, " "), nil
+		case "strip", "lstrip", "rstrip":
+			cut := " \t\n\r\v\f"
+			if len(args) > 0 && args[0] != nil {
+				cut = str(0)
+			}
+			switch name {
+			case "strip":
+				return strings.Trim(x, cut), nil
+			case "lstrip":
+				return strings.TrimLeft(x, cut), nil
+			}
+			return strings.TrimRight(x, cut), nil
+		case "split":
+			var parts []string
+			n := -1
+			if len(args) > 1 {
+				if m, ok := args[1].(int64); ok && m >= 0 {
+					n = int(m) + 1
+				}
+			}
+			if len(args) == 0 || args[0] == nil {
+				parts = strings.Fields(x)
+			} else {
+				parts = strings.SplitN(x, str(0), n)
+			}
+			out := make([]any, len(parts))
+			for i, p := range parts {
+				out[i] = p
+			}
+			return out, nil
+		case "startswith":
+			return strings.HasPrefix(x, str(0)), nil
+		case "endswith":
+			return strings.HasSuffix(x, str(0)), nil
+		case "replace":
+			return strings.ReplaceAll(x, str(0), str(1)), nil
+		case "count":
+			return int64(strings.Count(x, str(0))), nil
+		case "find":
+			return int64(strings.Index(x, str(0))), nil
+		case "join":
+			list, ok := args[0].([]any)
+			if len(args) != 1 || !ok {
+				return nil, errors.New("join needs a list")
+			}
+			parts := make([]string, len(list))
+			for i, e := range list {
+				parts[i] = toString(e)
+			}
+			return strings.Join(parts, x), nil
+		case "isdigit":
+			_, err := strconv.ParseUint(x, 10, 64)
+			return err == nil && x != "", nil
+		}
+	case map[string]any:
+		switch name {
+		case "get":
+			if e, ok := x[str(0)]; ok {
+				return e, nil
+			}
+			if len(args) > 1 {
+				return args[1], nil
+			}
+			return nil, nil
+		case "keys", "values", "items":
+			keys := sortedKeys(x)
+			out := make([]any, len(keys))
+			for i, k := range keys {
+				switch name {
+				case "keys":
+					out[i] = k
+				case "values":
+					out[i] = x[k]
+				default:
+					out[i] = []any{k, x[k]}
+				}
+			}
+			return out, nil
+		}
+	case []any:
+		switch name {
+		case "index":
+			for i, e := range x {
+				if jsonEqual(e, args[0]) {
+					return int64(i), nil
+				}
+			}
+			return nil, errors.New("value not in list")
+		case "count":
+			n := 0
+			for _, e := range x {
+				if len(args) > 0 && jsonEqual(e, args[0]) {
+					n++
+				}
+			}
+			return int64(n), nil
+		}
+	}
+	return nil, fmt.Errorf("no method %s on %T", name, v)
 }

@@ -69,7 +69,8 @@ func NewMatchCommand() *cobra.Command {
 		Short: "Evaluate events offline and print the actions that fire, one JSON object per line",
 		Long: `match evaluates the event files in order against the rulebook and prints, for each action that
 fires, {"ruleset","rule","action","args","matching_events"} on stdout (nothing else; no match prints
-nothing). Without --raw each file is a webhook POST body and is wrapped as the webhook does
+nothing). Time windows still open when the input ends (not_all timeouts, once_after throttles) end
+then and print what they fire. Without --raw each file is a webhook POST body and is wrapped as the webhook does
 ({"payload": body, "meta": {...}}); with --raw the file is the event itself (source filters still run).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -113,6 +114,19 @@ nothing). Without --raw each file is a webhook POST body and is wrapped as the w
 				}
 				if err != nil {
 					return fmt.Errorf("event %s: %w", f, err)
+				}
+			}
+			// The input ended: time windows still open (not_all timeouts,
+			// once_after collections) end too, and fire as they would.
+			if next, ok := s.NextDeadline(); ok {
+				fired, err := s.Advance(next.Add(24 * 365 * time.Hour))
+				for _, a := range fired {
+					if err := enc.Encode(map[string]any{"ruleset": a.Ruleset, "rule": a.Rule, "action": a.Action, "args": a.Args, "matching_events": a.MatchingEvents}); err != nil {
+						return err
+					}
+				}
+				if err != nil {
+					return fmt.Errorf("end of input: %w", err)
 				}
 			}
 			return nil

@@ -3,6 +3,7 @@ package rulebookcmd
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,5 +134,38 @@ func TestRawEventsAreNotWrapped(t *testing.T) {
 	out, err := run(t, "match", shipped, "--raw", "--event", ev)
 	if err != nil || !strings.Contains(out, "EDA - Sync NFS PV to DR") {
 		t.Fatalf("raw match = %q, %v", out, err)
+	}
+}
+
+// Time windows still open when the input ends fire then: a once_after
+// throttle prints one action with every host's event.
+func TestMatchFlushesWindowsAtEndOfInput(t *testing.T) {
+	dir := t.TempDir()
+	rb := filepath.Join(dir, "rb.yml")
+	if err := os.WriteFile(rb, []byte(`
+- name: rs
+  hosts: all
+  sources: [{ansible.eda.webhook: {host: 0.0.0.0, port: 5000}}]
+  rules:
+    - name: summary
+      condition: event.payload.kind == "alert"
+      throttle: {once_after: 5 minutes, group_by_attributes: [event.payload.host]}
+      action: {debug: {}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for i, host := range []string{"a", "b", "a"} {
+		f := filepath.Join(dir, fmt.Sprintf("e%d.json", i))
+		_ = os.WriteFile(f, []byte(`{"kind": "alert", "host": "`+host+`"}`), 0o644)
+		args = append(args, "--event", f)
+	}
+	out, err := run(t, append([]string{"match", rb}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"m_0"`) || !strings.Contains(lines[0], `"m_1"`) || strings.Contains(lines[0], `"m_2"`) {
+		t.Fatalf("want one firing with the two hosts' events, got:\n%s", out)
 	}
 }
