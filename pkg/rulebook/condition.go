@@ -22,6 +22,16 @@ type node interface {
 type env struct {
 	cur   map[string]any
 	bound map[string]any
+	// memo caches event./fact. path values of cur, by path id, for the
+	// entries whose gen is the current one (nil: no caching).
+	memo []memoEntry
+	gen  uint32
+}
+
+type memoEntry struct {
+	gen uint32
+	v   any
+	ok  bool
 }
 
 // pathNode reads event./fact./events./facts. paths.
@@ -29,9 +39,18 @@ type pathNode struct {
 	prefix string // event, events, fact, facts
 	segs   []any  // string keys and int indexes
 	text   string
+	id     int // event./fact. paths: the rulebook-wide id (0: none)
 }
 
 func (p *pathNode) eval(e *env) (any, bool) {
+	if e.memo != nil && p.id > 0 && p.id < len(e.memo) {
+		m := &e.memo[p.id]
+		if m.gen != e.gen {
+			m.v, m.ok = walk(e.cur, p.segs)
+			m.gen = e.gen
+		}
+		return m.v, m.ok
+	}
 	var v any = e.cur
 	segs := p.segs
 	if (p.prefix == "events" || p.prefix == "facts") && len(segs) > 0 {

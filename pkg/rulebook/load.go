@@ -23,6 +23,7 @@ type Rulebook struct {
 	File     string
 	Rulesets []*Ruleset
 	Vars     map[string]any
+	paths    int // distinct event./fact. paths in conditions
 }
 
 // Ruleset is one ruleset.
@@ -68,6 +69,10 @@ type Rule struct {
 type Action struct {
 	Name string
 	Args map[string]any
+	// compiled is Args prepared at load: plain strings as they are,
+	// templates that only use rulebook vars rendered once, the others
+	// pre-parsed (see compileArgs).
+	compiled any
 }
 
 // Throttle limits how often a rule fires per group: exactly one of
@@ -116,6 +121,7 @@ type loader struct {
 	file string
 	vars map[string]any
 	errs []error
+	ids  map[string]int // path ids, see parser.ids
 }
 
 func (l *loader) errf(n *yaml.Node, format string, a ...any) {
@@ -155,6 +161,14 @@ func Load(data []byte, filename string, vars map[string]any) (*Rulebook, error) 
 	}
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
+	}
+	rb.paths = len(l.ids)
+	for _, rs := range rb.Rulesets {
+		for _, r := range rs.Rules {
+			for i := range r.Actions {
+				r.Actions[i].compiled = compileArgs(r.Actions[i].Args, vars)
+			}
+		}
 	}
 	return rb, nil
 }
@@ -481,7 +495,10 @@ func (l *loader) conditions(r *Rule, n *yaml.Node) {
 			return
 		}
 		src = renderVarsInCondition(src, l.vars)
-		b, alias, err := parseCondition(src, l.vars)
+		if l.ids == nil {
+			l.ids = map[string]int{}
+		}
+		b, alias, err := parseConditionIDs(src, l.vars, l.ids)
 		if err != nil {
 			l.errf(cn, "%v", err)
 			return

@@ -155,3 +155,16 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// Rendering never panics, whatever the template.
+func FuzzRender(f *testing.F) {
+	for _, s := range []string{"{{ event.a.split('.')[0] }}", "x {{ event.l | join(',') }} y", "{{ ','.join() }}", "{{ event.l.index() }}",
+		"{{ event.a | regex_replace('(a', 'b', count=2) }}", "{{ event.m.get('k', 1).upper() }}", "{{ event.a.strip(None).title() }}"} {
+		f.Add(s)
+	}
+	ctx := map[string]any{"event": map[string]any{"a": "x.y", "l": []any{"p", int64(2)}, "m": map[string]any{"k": "v"}}}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = renderString(s, ctx)
+		_, _ = renderCompiled(compileArgs(map[string]any{"k": s}, nil), ctx)
+	})
+}

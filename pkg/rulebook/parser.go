@@ -100,6 +100,9 @@ type parser struct {
 	i    int
 	vars map[string]any
 	src  string
+	// ids numbers distinct event/fact paths across a rulebook (from 1), so
+	// that a session can evaluate each one once per event.
+	ids map[string]int
 }
 
 // assignment is an "events.name << condition" binding.
@@ -135,11 +138,15 @@ func (p *parser) errf(format string, a ...any) error {
 
 // parseCondition compiles one condition string.
 func parseCondition(src string, vars map[string]any) (boolNode, string, error) {
+	return parseConditionIDs(src, vars, nil)
+}
+
+func parseConditionIDs(src string, vars map[string]any, ids map[string]int) (boolNode, string, error) {
 	toks, err := lex(src)
 	if err != nil {
 		return nil, "", fmt.Errorf("condition %q: %w", src, err)
 	}
-	p := &parser{toks: toks, vars: vars, src: src}
+	p := &parser{toks: toks, vars: vars, src: src, ids: ids}
 	alias := ""
 	// events.x << cond / facts.x << cond
 	if len(toks) > 4 && toks[0].kind == tWord && (toks[0].text == "events" || toks[0].text == "facts") &&
@@ -582,6 +589,13 @@ func (p *parser) path() (node, error) {
 			return nil, p.errf("vars.%s is a mapping; conditions need a value", strings.TrimPrefix(pn.text, "vars."))
 		}
 		return &litNode{normalize(v)}, nil
+	}
+	if p.ids != nil && (pn.prefix == "event" || pn.prefix == "fact") {
+		key := pn.prefix + "\x00" + pn.text
+		if pn.id = p.ids[key]; pn.id == 0 {
+			pn.id = len(p.ids) + 1
+			p.ids[key] = pn.id
+		}
 	}
 	return pn, nil
 }

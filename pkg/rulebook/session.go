@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,6 +63,9 @@ type onceAfterWindow struct {
 // Session evaluates events against a rulebook, keeping facts, partial
 // multi-condition matches and throttle windows. It is not goroutine-safe.
 type Session struct {
+	ctx   map[string]any // rendering context, see fire
+	env   env            // reused for single-condition tests, with memo
+	now   time.Time      // the time of the event being processed (zero: ask Now)
 	rb    *Rulebook
 	opts  Options
 	state []*rsState
@@ -108,6 +112,7 @@ func NewSession(rb *Rulebook, opts Options) *Session {
 		opts.MaxPartials = 10000
 	}
 	s := &Session{rb: rb, opts: opts, byNm: map[string]*rsState{}}
+	s.env.memo = make([]memoEntry, rb.paths+1)
 	for _, rs := range rb.Rulesets {
 		st := &rsState{rs: rs, partials: map[*Rule][]stored{}, throttle: map[string]time.Time{},
 			notAll: map[*Rule]*notAllWindow{}, onceAfter: map[*Rule]*onceAfterWindow{}, accum: map[string][]time.Time{}}
@@ -120,8 +125,10 @@ func NewSession(rb *Rulebook, opts Options) *Session {
 // Process runs a webhook event through each ruleset's source filters and
 // rules, returning every action fired, in order.
 func (s *Session) Process(event map[string]any) ([]Fired, error) {
+	s.now = s.opts.Now()
+	defer func() { s.now = time.Time{} }()
 	// Windows that ended before this event fire first.
-	out, err := s.Advance(s.opts.Now())
+	out, err := s.Advance(s.now)
 	if err != nil {
 		return out, err
 	}
@@ -211,7 +218,18 @@ func (s *Session) process(st *rsState, obj map[string]any, isFact bool) ([]Fired
 	if s.depth > maxCascade {
 		return nil, fmt.Errorf("ruleset %q: more than %d cascading set_fact/post_event actions", st.rs.Name, maxCascade)
 	}
-	now := s.opts.Now()
+	now := s.now
+	if now.IsZero() {
+		now = s.opts.Now()
+	}
+	// One memo generation per object: each event path is walked once
+	// however many single-condition rules test it.
+	s.env.gen++
+	if s.env.gen == 0 {
+		clear(s.env.memo)
+		s.env.gen = 1
+	}
+	s.env.cur, s.env.bound = obj, nil
 	var out []Fired
 	for _, r := range st.rs.Rules {
 		if r.existential != nil {
@@ -349,6 +367,13 @@ func (s *Session) NextDeadline() (time.Time, bool) {
 
 // match returns the matching objects keyed by m / m_N / alias.
 func (s *Session) match(st *rsState, r *Rule, obj map[string]any, isFact bool, now time.Time) (map[string]any, bool) {
+	if r.Kind == "single" {
+		// process set s.env.cur to obj for this generation.
+		if r.Conds[0].test(&s.env) {
+			return map[string]any{r.Aliases[0]: obj}, true
+		}
+		return nil, false
+	}
 	switch r.Kind {
 	case "not_all":
 		// Fires only from Advance, when the timeout passes with some but not
@@ -463,13 +488,33 @@ func (s *Session) match(st *rsState, r *Rule, obj map[string]any, isFact bool, n
 
 func sameObj(a, b map[string]any) bool {
 	// Objects are compared by identity: maps are reference types.
-	return fmt.Sprintf("%p", a) == fmt.Sprintf("%p", b)
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 func (s *Session) fire(st *rsState, r *Rule, matched map[string]any) ([]Fired, error) {
-	ctx := make(map[string]any, len(s.rb.Vars)+1)
-	for k, v := range s.rb.Vars {
-		ctx[k] = v
+	// The rendering context is the rulebook vars plus event or events; the
+	// map is kept per session and the two keys restored after (fire nests
+	// when a retract fires an existential rule).
+	if s.ctx == nil {
+		s.ctx = make(map[string]any, len(s.rb.Vars)+2)
+		for k, v := range s.rb.Vars {
+			s.ctx[k] = v
+		}
+	}
+	ctx := s.ctx
+	prevEv, hadEv := ctx["event"]
+	prevEvs, hadEvs := ctx["events"]
+	defer func() {
+		restoreKey(ctx, "event", prevEv, hadEv, s.rb.Vars)
+		restoreKey(ctx, "events", prevEvs, hadEvs, s.rb.Vars)
+	}()
+	delete(ctx, "event")
+	delete(ctx, "events")
+	if v, ok := s.rb.Vars["event"]; ok {
+		ctx["event"] = v
+	}
+	if v, ok := s.rb.Vars["events"]; ok {
+		ctx["events"] = v
 	}
 	if r.Kind == "single" && len(matched) == 1 {
 		for _, v := range matched {
@@ -480,7 +525,13 @@ func (s *Session) fire(st *rsState, r *Rule, matched map[string]any) ([]Fired, e
 	}
 	var out []Fired
 	for _, a := range r.Actions {
-		args, err := render(a.Args, ctx) // render builds new maps and lists
+		var args any
+		var err error
+		if a.compiled != nil {
+			args, err = renderCompiled(a.compiled, ctx) // builds new maps and lists
+		} else {
+			args, err = render(a.Args, ctx)
+		}
 		if err != nil {
 			return out, fmt.Errorf("ruleset %q rule %q action %s: %w", st.rs.Name, r.Name, a.Name, err)
 		}
@@ -733,4 +784,16 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func restoreKey(ctx map[string]any, k string, v any, had bool, vars map[string]any) {
+	if had {
+		ctx[k] = v
+		return
+	}
+	if vv, ok := vars[k]; ok {
+		ctx[k] = vv
+		return
+	}
+	delete(ctx, k)
 }

@@ -22,6 +22,115 @@ import (
 // ErrUndefined marks a template that names something undefined.
 var ErrUndefined = errors.New("undefined variable")
 
+// constVal is a template that depends only on rulebook vars, rendered once
+// at load.
+type constVal struct{ v any }
+
+// dynStr is a template that depends on events or facts.
+type dynStr struct {
+	s    string
+	lone string // the expression of a lone "{{ expr }}", else ""
+	segs []any  // lone expression that is a plain path: its segments
+}
+
+var eventRef = regexp.MustCompile(`\b(event|events|fact|facts)\b`)
+
+// compileArgs prepares action arguments at load time.
+func compileArgs(v any, vars map[string]any) any {
+	switch x := v.(type) {
+	case string:
+		if !strings.Contains(x, "{{") || !strings.Contains(x, "}}") {
+			return x
+		}
+		if !eventRef.MatchString(x) {
+			if r, err := renderString(x, vars); err == nil {
+				return constVal{r}
+			}
+		}
+		d := &dynStr{s: x}
+		if t := strings.TrimSpace(x); t == x && strings.HasPrefix(t, "{{") && strings.HasSuffix(t, "}}") && strings.Count(t, "{{") == 1 {
+			d.lone = strings.TrimSpace(t[2 : len(t)-2])
+			if !strings.ContainsAny(d.lone, "|()'\" ") {
+				if segs, err := splitPath(d.lone); err == nil {
+					d.segs = segs
+				}
+			}
+		}
+		return d
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = compileArgs(e, vars)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = compileArgs(e, vars)
+		}
+		return out
+	}
+	return v
+}
+
+// renderCompiled renders arguments prepared by compileArgs; the result is
+// always a fresh tree, as render's.
+func renderCompiled(v any, ctx map[string]any) (any, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case constVal:
+		return deepCopyAny(x.v), nil
+	case *dynStr:
+		if x.lone == "" {
+			return renderString(x.s, ctx)
+		}
+		if x.segs != nil {
+			root, ok := ctx[x.segs[0].(string)]
+			if !ok {
+				return nil, fmt.Errorf("%w: %s", ErrUndefined, x.lone)
+			}
+			r, ok := walk(root, x.segs[1:])
+			if !ok {
+				return nil, fmt.Errorf("%w: %s", ErrUndefined, x.lone)
+			}
+			if str, ok := r.(string); ok {
+				return literalEval(str), nil
+			}
+			return r, nil
+		}
+		r, err := evalTemplateExpr(x.lone, ctx)
+		if err != nil {
+			return nil, err
+		}
+		if str, ok := r.(string); ok {
+			return literalEval(str), nil
+		}
+		return r, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, val := range x {
+			r, err := renderCompiled(val, ctx)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, val := range x {
+			r, err := renderCompiled(val, ctx)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
 func render(v any, ctx map[string]any) (any, error) {
 	switch x := v.(type) {
 	case string:
@@ -605,8 +714,11 @@ func callMethod(v any, name string, args []any) (any, error) {
 		case "find":
 			return int64(strings.Index(x, str(0))), nil
 		case "join":
+			if len(args) != 1 {
+				return nil, errors.New("join needs a list")
+			}
 			list, ok := args[0].([]any)
-			if len(args) != 1 || !ok {
+			if !ok {
 				return nil, errors.New("join needs a list")
 			}
 			parts := make([]string, len(list))
@@ -646,6 +758,9 @@ func callMethod(v any, name string, args []any) (any, error) {
 	case []any:
 		switch name {
 		case "index":
+			if len(args) != 1 {
+				return nil, errors.New("index needs a value")
+			}
 			for i, e := range x {
 				if jsonEqual(e, args[0]) {
 					return int64(i), nil
