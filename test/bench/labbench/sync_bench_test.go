@@ -1,0 +1,138 @@
+package labbench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ocpv-dr/ocpv-dr/test/lab"
+)
+
+func playbook(b *testing.B, l *lab.Lab, pb string, vars map[string]any) time.Duration {
+	b.Helper()
+	root, _ := lab.RepoRoot()
+	data, _ := json.Marshal(vars)
+	vf := filepath.Join(b.TempDir(), "vars.json")
+	_ = os.WriteFile(vf, data, 0o600)
+	cmd := exec.Command("ansible-playbook", "-i", l.Inventory, pb, "-e", "@"+vf)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	d := time.Since(start)
+	if err != nil {
+		s := string(out)
+		if len(s) > 4000 {
+			s = s[len(s)-4000:]
+		}
+		b.Fatalf("%s: %v\n%s", pb, err, s)
+	}
+	return d
+}
+
+// rsh is the ssh command the sync module gives rsync on the DR host.
+func rsh(l *lab.Lab) string {
+	return strings.Join([]string{"ssh", "-p", fmt.Sprint(l.Primary.SSHPort), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+		"-i", l.SSHKey, "-o", "UserKnownHostsFile=" + l.KnownHosts, "-o", "StrictHostKeyChecking=yes",
+		"-o", "ControlMaster=auto", "-o", "ControlPath=~/.ssh/ocpdr-cm-%C", "-o", "ControlPersist=60"}, " ")
+}
+
+// BenchmarkPeriodicSync: wall time of execute_periodic_sync.yml over 200 PVs
+// of 100 small files each, with no change and with 10% of the files
+// changed, against a plain shell loop of the same rsync commands run on the
+// DR host (the floor) and against a sequential per-PV Ansible loop.
+func BenchmarkPeriodicSync(b *testing.B) {
+	l := lab.Get(b)
+	rc, err := l.Primary.RESTConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc.QPS, rc.Burst = 500, 500
+	cs := kubernetes.NewForConfigOrDie(rc)
+	ctx := context.Background()
+	const pvs, files = 200, 100
+	var dirs []string
+	for i := 0; i < pvs; i++ {
+		rel := fmt.Sprintf("psync/pv%03d", i)
+		dirs = append(dirs, rel)
+		dir := filepath.Join(l.Primary.ExportRoot, rel)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		for j := 0; j < files; j++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", j)), []byte(strings.Repeat(fmt.Sprintf("%d-%d ", i, j), 40)), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pv := benchPV(fmt.Sprintf("psync-%03d", i), "nfs-dynamic")
+		pv.Spec.PersistentVolumeSource = corev1.PersistentVolumeSource{NFS: &corev1.NFSVolumeSource{Server: l.Primary.NFSHost, Path: dir}}
+		if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reports := b.TempDir()
+	periodic := repoFile(b, "playbooks/scheduled/execute_periodic_sync.yml")
+	playbook(b, l, periodic, map[string]any{"ocpdr_report_dir": reports}) // initial copy, not measured
+	round := 0
+	change := func() {
+		round++
+		for i := 0; i < pvs; i++ {
+			for j := 0; j < files/10; j++ {
+				p := filepath.Join(l.Primary.ExportRoot, dirs[i], fmt.Sprintf("f%03d", (j*10+round)%files))
+				if err := os.WriteFile(p, []byte(fmt.Sprintf("changed in round %d\n", round)), 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	shellLoop := func() time.Duration {
+		var sc strings.Builder
+		sc.WriteString("set -e\n")
+		for _, d := range dirs {
+			fmt.Fprintf(&sc, "rsync -aHAXS --numeric-ids --protect-args --delete --itemize-changes --stats --inplace -e '%s' 'root@%s:%s/' '%s/' >/dev/null\n",
+				rsh(l), l.Primary.NFSHost, filepath.Join(l.Primary.ExportRoot, d), filepath.Join(l.DR.ExportRoot, d))
+		}
+		cmd := exec.Command("ssh", l.SSHArgs(&l.DR, "bash", "-s")...)
+		cmd.Stdin = strings.NewReader(sc.String())
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("shell loop: %v\n%s", err, out)
+		}
+		return time.Since(start)
+	}
+	variants := []struct {
+		name string
+		run  func() time.Duration
+	}{
+		{"shell-rsync-loop", shellLoop},
+		{"ansible-periodic-sync", func() time.Duration {
+			return playbook(b, l, periodic, map[string]any{"ocpdr_report_dir": reports})
+		}},
+		{"ansible-sequential-loop", func() time.Duration {
+			return playbook(b, l, repoFile(b, "test/bench/labbench/naive_sync.yml"), map[string]any{
+				"bench_dirs": dirs, "bench_rsh": rsh(l), "bench_primary": l.Primary.NFSHost})
+		}},
+	}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			for n := 0; n < b.N; n++ {
+				same := v.run()
+				change()
+				changed := v.run()
+				b.ReportMetric(same.Seconds(), "nochange-s")
+				b.ReportMetric(changed.Seconds(), "changed-s")
+				b.ReportMetric(0, "ns/op")
+			}
+		})
+	}
+}
