@@ -73,12 +73,13 @@ func compileArgs(v any, vars map[string]any) any {
 	return v
 }
 
-// renderCompiled renders arguments prepared by compileArgs; the result is
-// always a fresh tree, as render's.
+// renderCompiled renders arguments prepared by compileArgs (or raw ones:
+// a string is rendered if it holds a template); the result is always a
+// fresh tree.
 func renderCompiled(v any, ctx map[string]any) (any, error) {
 	switch x := v.(type) {
 	case string:
-		return x, nil
+		return renderString(x, ctx)
 	case constVal:
 		return deepCopyAny(x.v), nil
 	case *dynStr:
@@ -131,33 +132,9 @@ func renderCompiled(v any, ctx map[string]any) (any, error) {
 	return v, nil
 }
 
-func render(v any, ctx map[string]any) (any, error) {
-	switch x := v.(type) {
-	case string:
-		return renderString(x, ctx)
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			r, err := render(val, ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, val := range x {
-			r, err := render(val, ctx)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
-}
+// render renders raw (uncompiled) arguments: the same walk, strings
+// rendered as they come.
+func render(v any, ctx map[string]any) (any, error) { return renderCompiled(v, ctx) }
 
 func renderString(s string, ctx map[string]any) (any, error) {
 	if !strings.Contains(s, "{{") || !strings.Contains(s, "}}") {
