@@ -167,8 +167,10 @@ func TestBurstIsDebounced(t *testing.T) {
 	if filepath.Base(c.Dir) != "pv-1" {
 		t.Fatalf("reported %s, want pv-1", c.Dir)
 	}
-	if c.Changes < 50 {
-		t.Errorf("Changes = %d, want >= 50 coalesced events", c.Changes)
+	// The kernel merges identical consecutive events that were not read yet,
+	// so the count is at most 50; what matters is one report for the burst.
+	if c.Changes < 1 || c.Changes > 50 {
+		t.Errorf("Changes = %d, want 1..50 coalesced events", c.Changes)
 	}
 	if extra := h.drain(time.Second); len(extra) != 0 {
 		t.Errorf("burst reported %d more times: %+v", len(extra), extra)
