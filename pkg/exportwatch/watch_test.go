@@ -167,10 +167,11 @@ func TestBurstIsDebounced(t *testing.T) {
 	if filepath.Base(c.Dir) != "pv-1" {
 		t.Fatalf("reported %s, want pv-1", c.Dir)
 	}
-	// The kernel merges identical consecutive events that were not read yet,
-	// so the count is at most 50; what matters is one report for the burst.
-	if c.Changes < 1 || c.Changes > 50 {
-		t.Errorf("Changes = %d, want 1..50 coalesced events", c.Changes)
+	// A write is several kernel events, and the kernel merges identical
+	// consecutive ones not read yet: the count varies; what matters is one
+	// report carrying the burst.
+	if c.Changes < 1 {
+		t.Errorf("Changes = %d, want the burst's events counted", c.Changes)
 	}
 	if extra := h.drain(time.Second); len(extra) != 0 {
 		t.Errorf("burst reported %d more times: %+v", len(extra), extra)
