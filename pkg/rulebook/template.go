@@ -187,28 +187,45 @@ func literalEval(s string) any {
 	return s
 }
 
-func splitTop(s string, sep byte) []string {
-	var parts []string
-	depth, start := 0, 0
+// scanTop walks s outside quoted strings, calling f with each byte's index
+// and the bracket depth before it; f returns false to stop.
+func scanTop(s string, f func(i, depth int) bool) {
+	depth := 0
 	var quote byte
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case quote != 0:
+		if quote != 0 {
 			if c == quote {
 				quote = 0
 			}
-		case c == '"' || c == '\'':
+			continue
+		}
+		if c == '"' || c == '\'' {
 			quote = c
-		case c == '(' || c == '[':
+			continue
+		}
+		if !f(i, depth) {
+			return
+		}
+		switch c {
+		case '(', '[':
 			depth++
-		case c == ')' || c == ']':
+		case ')', ']':
 			depth--
-		case c == sep && depth == 0:
+		}
+	}
+}
+
+func splitTop(s string, sep byte) []string {
+	var parts []string
+	start := 0
+	scanTop(s, func(i, depth int) bool {
+		if s[i] == sep && depth == 0 {
 			parts = append(parts, s[start:i])
 			start = i + 1
 		}
-	}
+		return true
+	})
 	return append(parts, s[start:])
 }
 
@@ -514,27 +531,22 @@ func splitKw(args []any) ([]any, map[string]any) {
 // methodCallAt returns the index of the first ".name(" outside quotes in s
 // (a Python method call inside a template), or -1.
 func methodCallAt(s string) int {
-	var quote byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '.':
-			j := i + 1
-			for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
-				j++
-			}
-			if j > i+1 && j < len(s) && s[j] == '(' {
-				return i
-			}
+	at := -1
+	scanTop(s, func(i, _ int) bool {
+		if s[i] != '.' {
+			return true
 		}
-	}
-	return -1
+		j := i + 1
+		for j < len(s) && (s[j] == '_' || s[j] >= 'a' && s[j] <= 'z' || s[j] >= 'A' && s[j] <= 'Z' || s[j] >= '0' && s[j] <= '9') {
+			j++
+		}
+		if j > i+1 && j < len(s) && s[j] == '(' {
+			at = i
+			return false
+		}
+		return true
+	})
+	return at
 }
 
 // evalMethodChain evaluates base.method(args)[.method(args)|[index]]...,
@@ -602,27 +614,15 @@ func evalMethodChain(s string, at int, ctx map[string]any) (any, error) {
 }
 
 func matchParen(s string, open int) int {
-	depth := 0
-	var quote byte
-	for i := open; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-			if depth == 0 {
-				return i
-			}
+	end := -1
+	scanTop(s[open:], func(i, depth int) bool {
+		if s[open+i] == ')' && depth == 1 {
+			end = open + i
+			return false
 		}
-	}
-	return -1
+		return true
+	})
+	return end
 }
 
 func callMethod(v any, name string, args []any) (any, error) {
