@@ -35,6 +35,10 @@ var (
 
 	// ErrClosed is returned by operations on a closed inbox.
 	ErrClosed = errors.New("inbox closed")
+	// ErrUnavailable wraps the reason the inbox refuses new events for now
+	// (the store cannot be written, or the write-ahead log is full). Nothing
+	// acknowledged is lost; the sender should retry later.
+	ErrUnavailable = errors.New("event store unavailable")
 )
 
 // Item is one accepted webhook request, before it is stored.
@@ -203,6 +207,14 @@ type Inbox struct {
 	objsDirty map[string]bool
 	m         metrics
 	opPool    sync.Pool
+
+	// stalled holds acknowledged records bbolt could not take yet, oldest
+	// first (applier only). Every later transaction writes them first, so
+	// bbolt's sequence never passes an unapplied record, and the WAL keeps
+	// them until it does.
+	stalled  []walRecord
+	attempts int                     // failed applies in a row (applier only)
+	health   atomic.Pointer[string] // why new events are refused; nil when healthy
 }
 
 type metrics struct {
@@ -211,6 +223,8 @@ type metrics struct {
 	batchSize prometheus.Histogram
 	dropped   *prometheus.CounterVec
 	compacted prometheus.Counter
+	applyFail prometheus.Counter
+	stalledG  prometheus.GaugeFunc
 }
 
 // Open opens (creating if needed) the inbox under opts.Dir.
@@ -346,8 +360,19 @@ func (in *Inbox) initMetrics(reg prometheus.Registerer) {
 	in.m.compacted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "receiver_inbox_compacted_total", Help: "Finished entries removed by compaction.",
 	})
+	in.m.applyFail = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "receiver_inbox_apply_failures_total", Help: "Failed attempts to write acknowledged events to the store (retried in order).",
+	})
+	in.m.stalledG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "receiver_inbox_unavailable", Help: "1 while the inbox refuses new events (store not writable).",
+	}, func() float64 {
+		if in.Health() != nil {
+			return 1
+		}
+		return 0
+	})
 	if reg != nil {
-		reg.MustRegister(in.m.depth, in.m.commits, in.m.batchSize, in.m.dropped, in.m.compacted)
+		reg.MustRegister(in.m.depth, in.m.commits, in.m.batchSize, in.m.dropped, in.m.compacted, in.m.applyFail, in.m.stalledG)
 	}
 }
 
@@ -357,6 +382,27 @@ func (in *Inbox) Notify() <-chan struct{} { return in.notify }
 
 // Depth is the number of pending entries.
 func (in *Inbox) Depth() int { return int(in.pending.Load()) }
+
+// Health is nil while the inbox accepts events, else an ErrUnavailable
+// naming the reason; readiness reports it.
+func (in *Inbox) Health() error {
+	if r := in.health.Load(); r != nil {
+		return fmt.Errorf("%w: %s", ErrUnavailable, *r)
+	}
+	if err := in.wal.failure(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (in *Inbox) setHealth(err error) {
+	if err == nil {
+		in.health.Store(nil)
+		return
+	}
+	r := err.Error()
+	in.health.Store(&r)
+}
 
 func (in *Inbox) submit(ctx context.Context, o *op) error {
 	in.mu.RLock()
@@ -409,6 +455,9 @@ func (in *Inbox) Append(ctx context.Context, it *Item) (Result, error) {
 	defer in.mu.RUnlock()
 	if in.closed {
 		return Result{}, ErrClosed
+	}
+	if err := in.Health(); err != nil {
+		return Result{}, err
 	}
 	o := in.getOp()
 	o.kind, o.item = opAppend, it
@@ -529,10 +578,54 @@ const maxBatchBytes = 8 << 20
 
 // writeBatch deduplicates a batch of appends, writes the new entries to the
 // WAL with one fdatasync and only then acknowledges them; bbolt is written
-// later by the applier.
+// later by the applier. A batch the WAL did not take is refused as a whole
+// and leaves the indexes as they were, so a retry is not mistaken for a
+// duplicate.
 func (in *Inbox) writeBatch(batch []*op) {
+	recs, undo := in.indexBatch(batch)
+	var err error
+	if len(recs) > 0 {
+		err = in.wal.append(recs)
+	}
+	if err != nil {
+		in.undoIndex(undo, len(recs))
+		err = fmt.Errorf("inbox: write-ahead log: %w", err)
+		in.log.Error("inbox: events refused", zap.Error(err), zap.Int("events", len(recs)))
+	}
+	in.m.commits.Inc()
+	in.m.batchSize.Observe(float64(len(batch)))
+	if err == nil && len(recs) > 0 {
+		in.pending.Add(int64(len(recs)))
+		// Queued before the acknowledgements, so that any later operation on
+		// these entries finds them in bbolt.
+		in.aops <- &op{kind: opApply, apply: recs}
+	}
+	for _, o := range batch {
+		if err != nil {
+			o.err, o.res = err, Result{}
+		} else if o.err == nil && o.res.Duplicate {
+			in.m.dropped.WithLabelValues(o.res.Reason).Inc()
+		}
+		o.done <- o
+	}
+}
+
+// indexUndo restores the dedupe indexes for one refused record.
+type indexUndo struct {
+	id        string
+	objectKey string
+	prevRV    string
+	hadObject bool
+}
+
+// indexBatch assigns sequences to the new items of a batch, answers the
+// duplicates and updates the dedupe indexes, returning the records to write
+// and how to undo the index changes.
+func (in *Inbox) indexBatch(batch []*op) ([]walRecord, []indexUndo) {
 	recs := make([]walRecord, 0, len(batch))
+	var undo []indexUndo
 	in.idxMu.Lock()
+	defer in.idxMu.Unlock()
 	for _, o := range batch {
 		o.err = nil
 		it := o.item
@@ -555,45 +648,45 @@ func (in *Inbox) writeBatch(batch []*op) {
 			ObjectKey: it.ObjectKey, ResourceVersion: it.ResourceVersion, Deleted: it.Deleted,
 		}
 		recs = append(recs, walRecord{seq: e.Seq, value: encodeNew(&e)})
+		u := indexUndo{id: it.ID, objectKey: it.ObjectKey}
+		if it.ObjectKey != "" {
+			u.prevRV, u.hadObject = in.objs[it.ObjectKey]
+		}
+		undo = append(undo, u)
 		if it.ID != "" {
 			in.ids[it.ID] = e.Seq
 		}
 		in.noteObject(it.ObjectKey, it.ResourceVersion, it.Deleted)
 		o.res = Result{Seq: e.Seq}
 	}
-	in.idxMu.Unlock()
-	var err error
-	if len(recs) > 0 {
-		err = in.wal.append(recs)
-	}
-	if err != nil {
-		// Not durable: fail the whole batch. The indexes were updated
-		// optimistically; a sender retry is then answered as a duplicate of an
-		// event that was never stored, so stop accepting instead.
-		err = fmt.Errorf("inbox: write-ahead log: %w", err)
-		in.log.Error("inbox: write-ahead log failed; refusing further events", zap.Error(err))
-		in.wal.fail(err)
-	}
-	in.m.commits.Inc()
-	in.m.batchSize.Observe(float64(len(batch)))
-	if err == nil && len(recs) > 0 {
-		in.pending.Add(int64(len(recs)))
-		// Queued before the acknowledgements, so that any later operation on
-		// these entries finds them in bbolt.
-		in.aops <- &op{kind: opApply, apply: recs}
-	}
-	for _, o := range batch {
-		if err != nil {
-			o.err, o.res = err, Result{}
-		} else if o.err == nil && o.res.Duplicate {
-			in.m.dropped.WithLabelValues(o.res.Reason).Inc()
+	return recs, undo
+}
+
+// undoIndex reverts indexBatch for n refused records, newest first.
+func (in *Inbox) undoIndex(undo []indexUndo, n int) {
+	in.idxMu.Lock()
+	defer in.idxMu.Unlock()
+	for i := len(undo) - 1; i >= 0; i-- {
+		u := undo[i]
+		if u.id != "" {
+			delete(in.ids, u.id)
 		}
-		o.done <- o
+		if u.objectKey != "" {
+			if u.hadObject {
+				in.objs[u.objectKey] = u.prevRV
+			} else {
+				delete(in.objs, u.objectKey)
+			}
+			in.objsDirty[u.objectKey] = true // a compaction may have flushed the refused state
+		}
 	}
+	in.nextSeq -= uint64(n)
 }
 
 // applier writes WAL'd entries and the other operations to bbolt, one
 // transaction per batch, and truncates the WAL once bbolt holds everything.
+// While acknowledged entries cannot be written (a full disk), it retries them
+// with backoff, in order, and the inbox refuses new events.
 func (in *Inbox) applier() {
 	defer close(in.stopped)
 	ticker := time.NewTicker(in.opts.CompactInterval)
@@ -601,25 +694,24 @@ func (in *Inbox) applier() {
 	batch := make([]*op, 0, in.opts.MaxBatch)
 	for {
 		batch = batch[:0]
+		var retry <-chan time.Time
+		if len(in.stalled) > 0 {
+			retry = time.After(retryDelay(in.attempts))
+		}
 		select {
 		case o := <-in.aops:
 			batch = append(batch, o)
 		case <-ticker.C:
 			batch = append(batch, &op{kind: opCompact, done: make(chan *op, 1)})
+		case <-retry:
 		case <-in.wstop:
-			for {
-				select {
-				case o := <-in.aops:
-					in.commit([]*op{o})
-				default:
-					return
-				}
-			}
+			in.drain()
+			return
 		}
 		// Appends are already durable in the WAL: gather them for a moment so
 		// that bbolt's two syncs per commit are spread over many entries and
 		// compete less with the WAL's. Other operations go at once.
-		if batch[0].kind == opApply {
+		if len(batch) > 0 && batch[0].kind == opApply {
 			select {
 			case <-time.After(in.opts.ApplyDelay):
 			case <-in.urgent:
@@ -639,8 +731,33 @@ func (in *Inbox) applier() {
 	}
 }
 
+// drain answers what is still queued at close; entries bbolt did not take
+// stay in the WAL and are replayed at the next open.
+func (in *Inbox) drain() {
+	for {
+		select {
+		case o := <-in.aops:
+			in.commit([]*op{o})
+		default:
+			return
+		}
+	}
+}
+
+// retryDelay is the backoff between attempts to apply stalled entries.
+func retryDelay(attempts int) time.Duration {
+	d := 50 * time.Millisecond << min(attempts, 7)
+	return min(d, 5*time.Second)
+}
+
 // commit applies a batch in one bbolt transaction and answers every op.
+// Stalled entries go first; on failure they, and this batch's entries, stay
+// stalled and the WAL keeps them.
 func (in *Inbox) commit(batch []*op) {
+	if len(in.stalled) > 0 {
+		batch = append([]*op{{kind: opApply, apply: in.stalled}}, batch...)
+		in.stalled = nil
+	}
 	var appended, completed int64
 	var compactedDone int64
 	var maxSeq uint64
@@ -685,24 +802,12 @@ func (in *Inbox) commit(batch []*op) {
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("inbox: commit: %w", err)
-		in.log.Error("inbox commit failed", zap.Error(err), zap.Int("ops", len(batch)))
+		in.commitFailed(batch, fmt.Errorf("inbox: commit: %w", err))
 	} else {
-		in.pending.Add(-completed)
-		in.done.Add(completed - compactedDone)
-		in.m.compacted.Add(float64(compactedDone))
-		if maxSeq > 0 {
-			if terr := in.wal.applied(maxSeq); terr != nil {
-				in.log.Warn("inbox: truncate write-ahead log", zap.Error(terr))
-			}
-		}
+		in.committed(maxSeq, completed, compactedDone)
 	}
 	for _, o := range batch {
 		if o.kind == opApply {
-			if err != nil {
-				// Entries stay in the WAL and are applied at the next open.
-				in.log.Error("inbox: entries durable in the WAL but not indexed until restart", zap.Int("entries", len(o.apply)))
-			}
 			continue
 		}
 		if err != nil {
@@ -714,6 +819,40 @@ func (in *Inbox) commit(batch []*op) {
 		select {
 		case in.notify <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// commitFailed keeps the batch's acknowledged entries for the next attempt
+// and refuses new events until they are in bbolt.
+func (in *Inbox) commitFailed(batch []*op, err error) {
+	n := 0
+	for _, o := range batch {
+		if o.kind == opApply {
+			in.stalled = append(in.stalled, o.apply...)
+			n += len(o.apply)
+		}
+	}
+	in.attempts++
+	in.m.applyFail.Inc()
+	if n > 0 {
+		in.setHealth(fmt.Errorf("%d acknowledged events wait to be stored (%w); retrying", len(in.stalled), err))
+	}
+	in.log.Error("inbox commit failed", zap.Error(err), zap.Int("ops", len(batch)), zap.Int("stalled_events", len(in.stalled)), zap.Int("attempt", in.attempts))
+}
+
+func (in *Inbox) committed(maxSeq uint64, completed, compactedDone int64) {
+	if in.attempts > 0 && in.health.Load() != nil {
+		in.log.Info("inbox: store writable again; accepting events", zap.Int("attempts", in.attempts))
+	}
+	in.attempts = 0
+	in.setHealth(nil)
+	in.pending.Add(-completed)
+	in.done.Add(completed - compactedDone)
+	in.m.compacted.Add(float64(compactedDone))
+	if maxSeq > 0 {
+		if terr := in.wal.applied(maxSeq); terr != nil {
+			in.log.Warn("inbox: truncate write-ahead log", zap.Error(terr))
 		}
 	}
 }

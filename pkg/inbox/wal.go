@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
@@ -53,7 +55,8 @@ type wal struct {
 	files  [2]*walFile
 	cur    int
 	done   uint64 // bbolt holds every record up to this sequence
-	err    error
+	err    error  // stops appends: closed, or a failed sync
+	broken atomic.Pointer[error]
 }
 
 func readWAL(data []byte, log *zap.Logger, name string) []walRecord {
@@ -181,11 +184,8 @@ func (w *wal) append(recs []walRecord) error {
 	if cur.off > 0 && cur.off+int64(len(buf)) > cur.size {
 		// Full: switch to the other file once bbolt holds all of it.
 		other := w.files[1-w.cur]
-		for w.err == nil && other.off > 0 && w.done < other.lastSeq {
-			w.caught.Wait()
-		}
-		if w.err != nil {
-			return w.err
+		if err := w.awaitApplied(other.lastSeq, other.off > 0); err != nil {
+			return err
 		}
 		w.cur = 1 - w.cur
 		cur = other
@@ -194,16 +194,63 @@ func (w *wal) append(recs []walRecord) error {
 	if w.err != nil {
 		return w.err
 	}
-	// A batch larger than the file is written at offset 0 and grows it.
+	// A batch larger than the file is written at offset 0 and grows it. A
+	// failed write is retried over the same bytes by the next batch.
 	if _, err := cur.f.WriteAt(buf, cur.off); err != nil {
 		return err
 	}
 	if err := fdatasync(cur.f); err != nil {
-		return err
+		// After a failed sync the page cache no longer tells what is on
+		// disk: stop taking events until a restart replays the files.
+		w.err = fmt.Errorf("sync failed, restart the receiver: %w", err)
+		w.broken.Store(&w.err)
+		return w.err
 	}
 	cur.off += int64(len(buf))
 	cur.size = max(cur.size, cur.off)
 	cur.lastSeq = recs[len(recs)-1].seq
+	return nil
+}
+
+// walWait bounds how long an append waits for bbolt to catch up with a full
+// WAL file before the batch is refused (503) instead of hanging.
+var walWait = 2 * time.Second
+
+// errWALFull: both WAL files hold records bbolt has not taken yet.
+var errWALFull = fmt.Errorf("%w: write-ahead log full, the store is behind", ErrUnavailable)
+
+// awaitApplied waits (w.mu held) until bbolt holds every record up to seq,
+// at most walWait.
+func (w *wal) awaitApplied(seq uint64, inUse bool) error {
+	if !inUse || w.done >= seq {
+		return w.err
+	}
+	timedOut := false
+	t := time.AfterFunc(walWait, func() {
+		w.mu.Lock()
+		timedOut = true
+		w.caught.Broadcast()
+		w.mu.Unlock()
+	})
+	defer t.Stop()
+	for w.err == nil && w.done < seq && !timedOut {
+		w.caught.Wait()
+	}
+	switch {
+	case w.err != nil:
+		return w.err
+	case w.done < seq:
+		return errWALFull
+	}
+	return nil
+}
+
+// failure is the error that stopped the log, if any; read without the
+// lock, which an append holds during its sync.
+func (w *wal) failure() error {
+	if p := w.broken.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
@@ -216,15 +263,6 @@ func (w *wal) applied(seq uint64) error {
 		w.caught.Broadcast()
 	}
 	return nil
-}
-
-func (w *wal) fail(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.caught.Broadcast()
 }
 
 func (w *wal) closeFiles() {

@@ -246,13 +246,13 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 
 	var ready atomic.Bool
 	health := chi.NewRouter()
-	addHealth(health, &ready, reg)
+	addHealth(health, readiness(&ready, in), reg)
 	main := chi.NewRouter()
 	api := &apiHandler{in: in, wh: wh, log: log}
 	main.Get("/api/v1/events", api.events)
 	main.Get("/api/v1/jobs", api.jobs)
 	if cfg.HealthListen == "" {
-		addHealth(main, &ready, reg)
+		addHealth(main, readiness(&ready, in), reg)
 	}
 	wh.Mount(main)
 
@@ -336,11 +336,22 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	return runErr
 }
 
-func addHealth(r chi.Router, ready *atomic.Bool, reg *prometheus.Registry) {
+// readiness is nil once the receiver serves and while its inbox accepts
+// events (a full disk makes it not ready, with the reason).
+func readiness(ready *atomic.Bool, in *inbox.Inbox) func() error {
+	return func() error {
+		if !ready.Load() {
+			return errors.New("not ready")
+		}
+		return in.Health()
+	}
+}
+
+func addHealth(r chi.Router, ready func() error, reg *prometheus.Registry) {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -2,12 +2,12 @@
 // configured, run_job_template and run_workflow_template run the playbook a
 // catalog file maps the template name to, and run_playbook runs a playbook
 // directly, with ansible-playbook (argv only, never a shell), the configured
-// inventory and the extra vars in a JSON file. Each job writes its own log.
+// inventory and the extra vars in a YAML file that marks every string
+// !unsafe (unsafevars.go). Each job writes its own log.
 package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -223,15 +223,15 @@ func (r *Runner) Run(ctx context.Context, req dispatch.JobRequest) (dispatch.Job
 	if req.JobID == 0 {
 		base = fmt.Sprintf("job-%s-%d", unsafeName.ReplaceAllString(req.Name, "_"), time.Now().UnixNano())
 	}
-	varsPath := filepath.Join(r.cfg.LogDir, base+".vars.json")
+	varsPath := filepath.Join(r.cfg.LogDir, base+".vars.yml")
 	logPath := filepath.Join(r.cfg.LogDir, base+".log")
 	vars := req.ExtraVars
 	if vars == nil {
 		vars = map[string]any{}
 	}
-	vb, err := json.Marshal(vars)
+	vb, err := encodeUnsafeVars(vars)
 	if err != nil {
-		return dispatch.JobResult{}, fmt.Errorf("runner: encode extra vars: %w", err)
+		return dispatch.JobResult{}, fmt.Errorf("runner: %w", err)
 	}
 	if err := os.WriteFile(varsPath, vb, 0o600); err != nil {
 		return dispatch.JobResult{}, fmt.Errorf("runner: write extra vars: %w", err)

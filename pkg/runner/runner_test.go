@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,7 +83,7 @@ func TestRunsRealPlaybook(t *testing.T) {
 			if !c.output && err == nil {
 				t.Fatalf("failed playbook wrote output")
 			}
-			if _, err := os.Stat(filepath.Join(logs, "job-"+itoa(c.req.JobID)+".vars.json")); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(logs, "job-"+itoa(c.req.JobID)+".vars.yml")); !os.IsNotExist(err) {
 				t.Errorf("extra vars file left behind")
 			}
 		})
@@ -130,5 +131,52 @@ func TestCatalogValidation(t *testing.T) {
 	}
 	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "missing.yml") {
 		t.Errorf("check: %v", err)
+	}
+}
+
+// Event values are data: a template in any string of an event, key or value,
+// must never run on the Ansible host (issue 15.1), however a playbook uses
+// it, and the job still succeeds with the values intact. Before the runner
+// marked extra vars !unsafe, the marker files below were created.
+func TestEventValuesAreNeverTemplated(t *testing.T) {
+	r, _ := newRunner(t)
+	dir := t.TempDir()
+	marker := func(n string) string { return filepath.Join(dir, "pwned-"+n) }
+	hostile := func(n string) string { return "{{ lookup('pipe', 'touch " + marker(n) + "') }}" }
+	out := filepath.Join(dir, "out.txt")
+	vars := map[string]any{
+		"out_file": out,
+		"pv_object": map[string]any{
+			"metadata": map[string]any{
+				"name":        "{% raw %}x{% endraw %}" + hostile("name"),
+				"annotations": map[string]any{"ocpv-dr.io/note": hostile("value"), hostile("key"): "k"},
+			},
+			"spec": map[string]any{
+				"list":  []any{hostile("list"), "plain"},
+				"count": 3, "big": json.Number("123456789012345678901234567890"), "ratio": 0.5, "on": true, "none": nil,
+			},
+		},
+	}
+	res, err := r.Run(context.Background(), dispatch.JobRequest{Kind: dispatch.KindJobTemplate, Name: "Use event values", JobID: 9, ExtraVars: vars})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := os.ReadFile(res.LogPath)
+	if res.Status != "successful" {
+		t.Fatalf("status %s; log:\n%s", res.Status, log)
+	}
+	for _, n := range []string{"name", "value", "key", "list"} {
+		if _, err := os.Stat(marker(n)); err == nil {
+			t.Errorf("the template in the event's %s ran on the Ansible host", n)
+		}
+	}
+	got, _ := os.ReadFile(out)
+	for _, want := range []string{
+		"ocpv-dr.io/note=" + hostile("value"), hostile("key") + "=k", "list=" + hostile("list") + ",plain",
+		"name={% raw %}x{% endraw %}" + hostile("name"), "types=int,int,float,bool,NoneType", "big=123456789012345678901234567890",
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -241,8 +241,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := h.sink.Append(r.Context(), it)
 	if err != nil {
-		h.log.Error("webhook: store event", zap.Error(err), zap.String("endpoint", endpoint))
-		h.reject(w, http.StatusServiceUnavailable, ReasonStoreFailed, "Event not stored")
+		text := "Event not stored"
+		if !errors.Is(err, inbox.ErrUnavailable) {
+			h.log.Error("webhook: store event", zap.Error(err), zap.String("endpoint", endpoint))
+		} else {
+			h.log.Warn("webhook: event refused", zap.Error(err), zap.String("endpoint", endpoint))
+			// Nothing was acknowledged: the sender keeps the event and retries.
+			text += ": " + err.Error()
+			w.Header().Set("Retry-After", "5")
+		}
+		h.reject(w, http.StatusServiceUnavailable, ReasonStoreFailed, text)
 		return
 	}
 	if res.Duplicate {

@@ -165,7 +165,10 @@ func (f *Flow) ReplicateNewPV(ctx context.Context) error {
 func (f *Flow) RecordSnapshot(ctx context.Context) error {
 	vs := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-		"metadata": map[string]any{"name": SnapshotVS, "namespace": Namespace},
+		"metadata": map[string]any{"name": SnapshotVS, "namespace": Namespace, "annotations": map[string]any{
+			// Event content is hostile: this must reach DR as text and never run.
+			hostileAnnotation: f.hostileTemplate(),
+		}},
 		"spec": map[string]any{
 			"volumeSnapshotClassName": "csi-nfs-snapclass",
 			"source":                  map[string]any{"persistentVolumeClaimName": DiskPVC},
@@ -210,6 +213,36 @@ func (f *Flow) RecordSnapshot(ctx context.Context) error {
 		return err
 	}
 	f.say("metadata recorded at DR: %s", found)
+	return f.checkHostileAnnotation(found)
+}
+
+// hostileAnnotation carries a Jinja template that would create a file on the
+// Ansible host if any part of the path templated event values.
+const hostileAnnotation = "ocpv-dr.io/note"
+
+func (f *Flow) hostileMarker() string { return filepath.Join(f.WorkDir, "event-template-ran") }
+
+func (f *Flow) hostileTemplate() string {
+	return "{{ lookup('pipe', 'touch " + f.hostileMarker() + "') }}"
+}
+
+// checkHostileAnnotation asserts that the annotation's template did not run
+// and that the metadata document at DR holds it verbatim.
+func (f *Flow) checkHostileAnnotation(doc string) error {
+	if _, err := os.Stat(f.hostileMarker()); err == nil {
+		return fmt.Errorf("the template in annotation %s ran on the Ansible host (%s exists)", hostileAnnotation, f.hostileMarker())
+	}
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", doc, err)
+	}
+	var got struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil || got.Annotations[hostileAnnotation] != f.hostileTemplate() {
+		return fmt.Errorf("metadata document %s does not hold annotation %s verbatim (%v): %s", doc, hostileAnnotation, err, b)
+	}
+	f.say("the annotation holding a Jinja template reached DR as text; nothing ran")
 	return nil
 }
 

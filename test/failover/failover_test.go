@@ -86,6 +86,11 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	create(p, map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}})
+	// Tenants write annotations: Jinja in one must travel through the backup
+	// and the failover as text and never run on the Ansible host.
+	marker := filepath.Join(t.TempDir(), "backup-template-ran")
+	const hostileKey = "ocpv-dr.io/note"
+	hostile := "{{ lookup('pipe', 'touch " + marker + "') }}"
 	disks := []string{"vm-a-root", "vm-b-root"}
 	for i, disk := range disks {
 		dir := filepath.Join(l.Primary.ExportRoot, ns+"-"+disk)
@@ -106,7 +111,8 @@ func TestFailover(t *testing.T) {
 			spec[k] = v
 		}
 		create(p, map[string]any{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": map[string]any{"name": "pv-" + disk}, "spec": spec})
-		create(p, map[string]any{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": map[string]any{"name": disk, "namespace": ns},
+		create(p, map[string]any{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": map[string]any{"name": disk, "namespace": ns,
+			"annotations": map[string]any{hostileKey: hostile}},
 			"spec": map[string]any{"accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic", "volumeName": "pv-" + disk,
 				"resources": map[string]any{"requests": map[string]any{"storage": "1Gi"}}}})
 		vmSpec := map[string]any{"template": map[string]any{"spec": map[string]any{"volumes": []any{map[string]any{"name": "root", "persistentVolumeClaim": map[string]any{"claimName": disk}}}}}}
@@ -184,11 +190,17 @@ func TestFailover(t *testing.T) {
 		if err != nil || pvc.Status.Phase != corev1.ClaimBound {
 			t.Errorf("PVC %s: %v %v", disk, pvc.Status.Phase, err)
 		}
+		if err == nil && pvc.Annotations[hostileKey] != hostile {
+			t.Errorf("PVC %s annotation %s = %q at DR, want it verbatim", disk, hostileKey, pvc.Annotations[hostileKey])
+		}
 		a, _ := os.ReadFile(filepath.Join(l.Primary.ExportRoot, ns+"-"+disk, "disk.img"))
 		b, _ := os.ReadFile(filepath.Join(wantPath, "disk.img"))
 		if string(a) != string(b) || len(a) == 0 {
 			t.Errorf("%s: DR data differs from the primary", disk)
 		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a template in a PVC annotation of the backup ran on the Ansible host")
 	}
 	if b, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, ns+"-vm-a-root", "late.txt")); string(b) != "written just before the disaster" {
 		t.Error("the final sync did not copy the latest data")

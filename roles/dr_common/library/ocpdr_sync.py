@@ -572,6 +572,7 @@ def snapshot_doc(vs, pv_by_claim, p):
         "boundVolumeSnapshotContentName": status.get("boundVolumeSnapshotContentName"),
         "snapshotHandle": status.get("snapshotHandle"), "creationTime": status.get("creationTime"),
         "restoreSize": status.get("restoreSize"), "readyToUse": status.get("readyToUse"),
+        "labels": md.get("labels") or {}, "annotations": md.get("annotations") or {},
         "recordedAt": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     pv = pv_by_claim.get((md.get("namespace"), src_pvc))

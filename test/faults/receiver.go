@@ -1,0 +1,178 @@
+// Package faults is ocpv-dr's fault suite: the real receiver binary under a
+// full disk, damaged state files, hostile clients and failing peers. Every
+// test counts the events a sender had acknowledged and the events found
+// after recovery; the difference must be zero. Rows go to FAULTS.md through
+// `make faults` (FAULTS_OUT names the JSON lines file a run appends to).
+package faults
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// repoRoot is the repository this package lives in.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// receiverBin is the receiver `make build` put into .cache/bin.
+func receiverBin(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), ".cache", "bin", "receiver")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run `make build` (make test does): %v", p, err)
+	}
+	return p
+}
+
+// receiver is one running receiver process.
+type receiver struct {
+	t     *testing.T
+	url   string
+	token string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	log    string
+}
+
+const testToken = "fault-suite-webhook-token-0123456789abcdef"
+
+// startReceiver runs `receiver serve` on a free loopback port with the
+// shipped rulebook and its state in stateDir.
+func startReceiver(t *testing.T, stateDir string, extra ...string) *receiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	logPath := filepath.Join(t.TempDir(), "receiver.log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--listen", addr, "--state-dir", stateDir,
+		"--rulebook", filepath.Join(repoRoot(t), "rulebooks", "ocp_dr_events.yml"),
+		"--job-log-dir", filepath.Join(t.TempDir(), "jobs"), "--shutdown-timeout", "5s"}, extra...)
+	cmd := exec.Command(receiverBin(t), args...)
+	cmd.Env = append(os.Environ(), "RECEIVER_WEBHOOK_TOKEN="+testToken)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{t: t, url: "http://" + addr, token: testToken, cmd: cmd, exited: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); lf.Close(); close(r.exited) }()
+	t.Cleanup(func() { r.kill() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if code, _ := r.get("/healthz"); code == http.StatusOK {
+			return r
+		}
+		select {
+		case <-r.exited:
+			t.Fatalf("receiver exited at start (%v):\n%s", cmd.ProcessState, r.logText())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("receiver did not answer within 30s:\n%s", r.logText())
+	return nil
+}
+
+func (r *receiver) logText() string {
+	b, _ := os.ReadFile(r.log)
+	return string(b)
+}
+
+var client = &http.Client{Timeout: 10 * time.Second}
+
+func (r *receiver) get(path string) (int, string) {
+	resp, err := client.Get(r.url + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = fmt.Fprint(&b, readAll(resp))
+	return resp.StatusCode, b.String()
+}
+
+func readAll(resp *http.Response) string {
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	return string(buf[:n])
+}
+
+// post sends one forwarder-shaped event with the given idempotency id and
+// returns the status code and body.
+func (r *receiver) post(ctx context.Context, id string, padding int) (int, string) {
+	body, _ := json.Marshal(map[string]any{
+		"id": id, "kind": "FaultProbe", "type": "MODIFIED", "cluster": "faults",
+		"resource": map[string]any{"metadata": map[string]any{"name": id}, "data": strings.Repeat("x", padding)},
+	})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/endpoint", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, readAll(resp)
+}
+
+// stop sends SIGTERM and returns how long the receiver took to exit; it
+// fails the test beyond limit.
+func (r *receiver) stop(limit time.Duration) time.Duration {
+	r.t.Helper()
+	start := time.Now()
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.exited:
+		return time.Since(start)
+	case <-time.After(limit):
+		r.t.Fatalf("receiver ignored SIGTERM for %s:\n%s", limit, r.logText())
+	}
+	return 0
+}
+
+func (r *receiver) kill() {
+	select {
+	case <-r.exited:
+	default:
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+	}
+}
+
+// waitReady polls /readyz until it answers want or the timeout passes and
+// returns the last body.
+func (r *receiver) waitReady(want int, timeout time.Duration) (string, bool) {
+	deadline := time.Now().Add(timeout)
+	var body string
+	for {
+		var code int
+		code, body = r.get("/readyz")
+		if code == want {
+			return body, true
+		}
+		if time.Now().After(deadline) {
+			return body, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
