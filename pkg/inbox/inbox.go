@@ -213,7 +213,7 @@ type Inbox struct {
 	// bbolt's sequence never passes an unapplied record, and the WAL keeps
 	// them until it does.
 	stalled  []walRecord
-	attempts int                     // failed applies in a row (applier only)
+	attempts int                    // failed applies in a row (applier only)
 	health   atomic.Pointer[string] // why new events are refused; nil when healthy
 }
 

@@ -40,9 +40,9 @@ func receiverBin(t *testing.T) string {
 
 // receiver is one running receiver process.
 type receiver struct {
-	t     *testing.T
-	url   string
-	token string
+	t      *testing.T
+	url    string
+	token  string
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
 	log    string

@@ -70,4 +70,3 @@ func lost(acked []string, stored map[string]bool) []string {
 	sort.Strings(out)
 	return out
 }
-
