@@ -5,6 +5,8 @@
 // URL the Controller returns until the job is final. It works against
 // /api/v2/ (AWX, controller 2.4) and the AAP 2.5+ gateway's
 // /api/controller/v2/, always following the relative URLs in responses.
+// Absolute links and redirects are followed only on the configured origin
+// (scheme, host and port), so the credentials never leave it.
 //
 // Retries are classified: GETs retry on 429, 5xx and connection errors; a
 // launch POST only on 429, 502 and 503 (and refused connections), because a
@@ -125,6 +127,11 @@ func (e *APIError) Error() string {
 // ErrTemplateNotFound is returned when no template has the name and organization.
 var ErrTemplateNotFound = errors.New("template not found")
 
+// ErrForeignOrigin is wrapped by the error for a link or redirect the
+// Controller returned to another scheme, host or port: the credentials are
+// only ever sent to the configured origin.
+var ErrForeignOrigin = errors.New("link outside the configured controller origin")
+
 // New validates cfg and returns a client.
 func New(cfg Config) (*Client, error) {
 	if cfg.URL == "" {
@@ -187,9 +194,9 @@ func New(cfg Config) (*Client, error) {
 		}
 		tr.TLSClientConfig = tc
 	}
-	c.hc = &http.Client{Transport: tr, Timeout: cfg.RequestTimeout}
+	c.hc = &http.Client{Transport: tr, Timeout: cfg.RequestTimeout, CheckRedirect: c.checkRedirect}
 	c.errs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "receiver_controller_api_errors_total", Help: "Controller API answers that were errors, by HTTP status (or \"connection\").",
+		Name: "receiver_controller_api_errors_total", Help: "Controller API answers that were errors, by HTTP status (or \"connection\", or \"foreign_origin\" for a redirect off the controller).",
 	}, []string{"status"})
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(c.errs); err != nil {
@@ -215,6 +222,8 @@ func (c *Client) Prefix() string { return c.prefix }
 
 func (c *Client) count(resp *http.Response, err error) {
 	switch {
+	case errors.Is(err, ErrForeignOrigin):
+		c.errs.WithLabelValues("foreign_origin").Inc()
 	case err != nil:
 		c.errs.WithLabelValues("connection").Inc()
 	case resp != nil && resp.StatusCode >= 400:
@@ -226,6 +235,9 @@ func (c *Client) getPolicy(ctx context.Context, resp *http.Response, err error) 
 	c.count(resp, err)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	if errors.Is(err, ErrForeignOrigin) {
+		return false, err
 	}
 	if err != nil {
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
@@ -264,17 +276,59 @@ func (c *Client) postPolicy(ctx context.Context, resp *http.Response, err error)
 	return false, nil
 }
 
-func (c *Client) resolve(ref string) string {
-	if strings.HasPrefix(ref, "http://") || strings.HasPrefix(ref, "https://") {
-		return ref
+// resolve turns a path or a link from a response into a URL on the
+// configured origin; an absolute (or scheme-relative) link elsewhere is an
+// error naming its host.
+func (c *Client) resolve(ref string) (string, error) {
+	u, err := url.Parse(ref)
+	switch {
+	case err == nil && (u.Scheme != "" || u.Host != ""):
+		if err := c.checkOrigin(u); err != nil {
+			return "", err
+		}
+		u.User = nil
+		return u.String(), nil
+	case err != nil && !strings.HasPrefix(ref, "/"):
+		return "", fmt.Errorf("aap: controller link: %w", err)
 	}
-	u := *c.base
+	rel := *c.base
 	if i := strings.IndexByte(ref, '?'); i >= 0 {
-		u.Path, u.RawQuery = ref[:i], ref[i+1:]
+		rel.Path, rel.RawQuery = ref[:i], ref[i+1:]
 	} else {
-		u.Path = ref
+		rel.Path = ref
 	}
-	return u.String()
+	return rel.String(), nil
+}
+
+// checkOrigin accepts only u on the configured scheme, host and port.
+func (c *Client) checkOrigin(u *url.URL) error {
+	scheme := u.Scheme
+	if scheme == "" {
+		scheme = c.base.Scheme // scheme-relative //host/path
+	}
+	if origin(scheme, u) != origin(c.base.Scheme, c.base) {
+		return fmt.Errorf("aap: not following %s://%s (the configured controller is %s): %w", scheme, u.Host, c.base, ErrForeignOrigin)
+	}
+	return nil
+}
+
+// origin is scheme://host:port, lower-cased, with the default port explicit.
+func origin(scheme string, u *url.URL) string {
+	scheme = strings.ToLower(scheme)
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// checkRedirect follows a redirect only on the configured origin: Go would
+// copy the Authorization header to another port or down to http.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("aap: stopped after 10 redirects")
+	}
+	return c.checkOrigin(req.URL)
 }
 
 func (c *Client) newRequest(ctx context.Context, method, ref string, body any) (*retryablehttp.Request, error) {
@@ -286,7 +340,11 @@ func (c *Client) newRequest(ctx context.Context, method, ref string, body any) (
 		}
 		raw = b
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.resolve(ref), raw)
+	target, err := c.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, raw)
 	if err != nil {
 		return nil, fmt.Errorf("aap: %w", err)
 	}
@@ -611,8 +669,7 @@ func (c *Client) Wait(ctx context.Context, j *Job) (*Job, error) {
 		}
 		var next Job
 		if err := c.getJSON(ctx, ref, &next); err != nil {
-			var ae *APIError
-			if errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
+			if finalPollError(err) {
 				return cur, err
 			}
 			c.log.Warn("job status read failed; will retry", zap.Int64("job", j.ID), zap.Error(err))
@@ -621,6 +678,16 @@ func (c *Client) Wait(ctx context.Context, j *Job) (*Job, error) {
 		cur = &next
 	}
 	return cur, nil
+}
+
+// finalPollError reports whether a failed job status read cannot succeed
+// later: a 4xx other than 429, or a link off the controller.
+func finalPollError(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status < 500 && ae.Status != http.StatusTooManyRequests
+	}
+	return errors.Is(err, ErrForeignOrigin)
 }
 
 // Run looks up, launches and follows a template job (dispatch.Executor).

@@ -5,10 +5,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,5 +379,81 @@ func TestCABundle(t *testing.T) {
 	}
 	if _, err := New(Config{URL: fake.URL, Token: "x", CAFile: "/nonexistent"}); err == nil {
 		t.Fatal("missing CA file accepted")
+	}
+}
+
+func TestResolveStaysOnOrigin(t *testing.T) {
+	c := client(t, "https://ctl.example/api/controller/", nil)
+	cases := []struct {
+		ref, want string // want "" when refused
+	}{
+		{"/api/controller/v2/jobs/1/?a=b", "https://ctl.example/api/controller/v2/jobs/1/?a=b"},
+		{"https://ctl.example/api/controller/v2/jobs/1/", "https://ctl.example/api/controller/v2/jobs/1/"},
+		{"https://CTL.example:443/x/", "https://CTL.example:443/x/"},
+		{"https://admin:pw@ctl.example/x/", "https://ctl.example/x/"},
+		{"http://ctl.example/x/", ""},
+		{"https://ctl.example:8443/x/", ""},
+		{"https://evil.example/x/", ""},
+		{"//evil.example/x/", ""},
+		{"https://ctl.example.evil.example/x/", ""},
+	}
+	for _, tc := range cases {
+		got, err := c.resolve(tc.ref)
+		switch {
+		case tc.want == "" && !errors.Is(err, ErrForeignOrigin):
+			t.Errorf("%s: got %q, %v; want refused", tc.ref, got, err)
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("%s: got %q, %v; want %s", tc.ref, got, err, tc.want)
+		}
+	}
+}
+
+// A link or redirect to another origin is refused with an error naming its
+// host; the other server never sees a request, so never the token.
+func TestForeignLinksAreRefused(t *testing.T) {
+	var seen atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		t.Errorf("other origin got %s %s (Authorization %q)", r.Method, r.URL, r.Header.Get("Authorization"))
+	}))
+	defer other.Close()
+	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v2/unified_job_templates/":
+			_, _ = fmt.Fprintf(w, `{"count":2,"next":%q,"results":[]}`, other.URL+"/api/v2/unified_job_templates/?page=2")
+		case "/api/v2/config/":
+			http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer ctl.Close()
+	ctx := context.Background()
+	tmpl := &Template{Type: "job_template", Name: "T"}
+	tmpl.Related.Launch = other.URL + "/api/v2/job_templates/1/launch/"
+	cases := []struct {
+		name string
+		call func(*Client) error
+	}{
+		{"next page", func(c *Client) error { _, err := c.Lookup(ctx, "job_template", "T", "Default"); return err }},
+		{"launch link", func(c *Client) error { _, err := c.Launch(ctx, tmpl, jtReq("T")); return err }},
+		{"job URL", func(c *Client) error {
+			_, err := c.Wait(ctx, &Job{ID: 1, Status: "pending", URL: other.URL + "/api/v2/jobs/1/"})
+			return err
+		}},
+		{"redirect", func(c *Client) error { _, err := c.Ping(ctx); return err }},
+	}
+	host := strings.TrimPrefix(other.URL, "http://")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := client(t, ctl.URL, func(c *Config) { c.Token = "s3cret-token" })
+			err := tc.call(c)
+			if !errors.Is(err, ErrForeignOrigin) || !strings.Contains(err.Error(), host) || strings.Contains(err.Error(), "s3cret-token") {
+				t.Fatalf("err %v; want ErrForeignOrigin naming %s, without the token", err, host)
+			}
+		})
+	}
+	if n := seen.Load(); n != 0 {
+		t.Fatalf("the other origin got %d requests", n)
 	}
 }

@@ -1,7 +1,9 @@
 // Package webhook is the receiver's HTTP ingress, compatible with the
 // ansible.eda.webhook event source: POST on any path, bearer token, optional
 // HMAC signature, 1 MiB body limit, the same status codes. An accepted body is
-// handed to a durable Sink before the 200 is written.
+// handed to a durable Sink before the 200 is written. Stricter than EDA on
+// purpose: bodies must be UTF-8 and nest at most MaxJSONDepth levels, and
+// meta.headers keeps only an allow-list of headers (see storedHeaders).
 package webhook
 
 import (
@@ -10,6 +12,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -72,9 +75,17 @@ const (
 	ReasonBadSignature     = "bad_signature"
 	ReasonTooLarge         = "too_large"
 	ReasonInvalidJSON      = "invalid_json"
+	ReasonInvalidUTF8      = "invalid_utf8"
+	ReasonTooDeep          = "too_deep"
 	ReasonStoreFailed      = "store_failed"
 	ReasonReadFailed       = "read_failed"
 )
+
+// reasons lists every rejection reason, so each series exists from the start.
+var reasons = []string{
+	ReasonMissingToken, ReasonBadToken, ReasonMissingSignature, ReasonBadSignature, ReasonTooLarge,
+	ReasonInvalidJSON, ReasonInvalidUTF8, ReasonTooDeep, ReasonStoreFailed, ReasonReadFailed,
+}
 
 // New returns a handler that stores events in sink.
 func New(cfg Config, sink Sink) (*Handler, error) {
@@ -109,7 +120,7 @@ func New(cfg Config, sink Sink) (*Handler, error) {
 	h.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "receiver_events_deduplicated_total", Help: "Acknowledged events not stored again, by reason.",
 	}, []string{"reason"})
-	for _, r := range []string{ReasonMissingToken, ReasonBadToken, ReasonMissingSignature, ReasonBadSignature, ReasonTooLarge, ReasonInvalidJSON, ReasonStoreFailed, ReasonReadFailed} {
+	for _, r := range reasons {
 		h.rejected.WithLabelValues(r)
 	}
 	if cfg.Registerer != nil {
@@ -215,16 +226,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var p probe
-	if err := json.Unmarshal(body, &p); err != nil {
-		var te *json.UnmarshalTypeError
-		if !errors.As(err, &te) || !json.Valid(body) {
-			h.reject(w, http.StatusBadRequest, ReasonInvalidJSON, "Invalid JSON payload")
-			return
-		}
-		p = probe{} // valid JSON that is not a forwarder event
-	}
 	endpoint := strings.TrimPrefix(r.URL.Path, "/")
+	p, ok := h.decode(w, body, endpoint)
+	if !ok {
+		return
+	}
 	it := &inbox.Item{
 		ID:         p.ID,
 		Initial:    p.Initial,
@@ -261,6 +267,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, endpoint)
 }
 
+// decode checks the body (UTF-8, nesting depth, JSON syntax) and extracts the
+// probe; on failure it answers 400 and returns false.
+func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (probe, bool) {
+	var p probe
+	if err := checkPayload(body, MaxJSONDepth); err != nil {
+		h.log.Warn("webhook: payload rejected", zap.Error(err), zap.String("endpoint", endpoint))
+		if errors.Is(err, errInvalidUTF8) {
+			h.reject(w, http.StatusBadRequest, ReasonInvalidUTF8, "Invalid UTF-8 in payload")
+		} else {
+			h.reject(w, http.StatusBadRequest, ReasonTooDeep, fmt.Sprintf("JSON nesting too deep (limit %d)", MaxJSONDepth))
+		}
+		return p, false
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) || !json.Valid(body) {
+			h.reject(w, http.StatusBadRequest, ReasonInvalidJSON, "Invalid JSON payload")
+			return p, false
+		}
+		p = probe{} // valid JSON that is not a forwarder event
+	}
+	return p, true
+}
+
 // readBody reads at most MaxBodyBytes. Over the limit it keeps reading and
 // discarding up to a bound (four times the limit) so that the client gets to
 // read the 413 instead of a reset.
@@ -294,22 +324,4 @@ func (h *Handler) readBody(r *http.Request) ([]byte, bool, error) {
 		return nil, true, nil
 	}
 	return buf, false, nil
-}
-
-// eventHeaders is meta.headers: the first value of each header, without
-// Authorization (EDA drops it too; unlike EDA it is dropped in any letter
-// case, so a token never reaches an event). Go canonicalises header names
-// (X-Hub-Signature-256) where aiohttp keeps the client's case.
-func eventHeaders(r *http.Request) map[string]string {
-	out := make(map[string]string, len(r.Header)+1)
-	if r.Host != "" {
-		out["Host"] = r.Host
-	}
-	for k, v := range r.Header {
-		if len(v) == 0 || strings.EqualFold(k, "Authorization") {
-			continue
-		}
-		out[k] = v[0]
-	}
-	return out
 }

@@ -88,6 +88,15 @@ func TestStatusCodes(t *testing.T) {
 		{"invalid JSON", "/endpoint", []byte(`{"a":`), auth, 400, "Invalid JSON payload", ReasonInvalidJSON},
 		{"empty body", "/endpoint", nil, auth, 400, "Invalid JSON payload", ReasonInvalidJSON},
 		{"over the limit", "/endpoint", big, auth, 413, "Request Entity Too Large", ReasonTooLarge},
+		{"nesting at the depth limit", "/endpoint", nested("[", "]", MaxJSONDepth), auth, 200, "endpoint", ""},
+		{"arrays one level too deep", "/endpoint", nested("[", "]", MaxJSONDepth+1), auth, 400, tooDeep, ReasonTooDeep},
+		{"objects one level too deep", "/endpoint", nested(`{"a":`, "}", MaxJSONDepth+1), auth, 400, tooDeep, ReasonTooDeep},
+		{"a limit-sized body of [ is too deep", "/endpoint", bytes.Repeat([]byte("["), 1<<20), auth, 400, tooDeep, ReasonTooDeep},
+		{"brackets in strings do not nest", "/endpoint", []byte(`{"s":"\"` + strings.Repeat("[{", 200) + `"}`), auth, 200, "endpoint", ""},
+		{"invalid UTF-8 in a string", "/endpoint", []byte("{\"a\":\"\xff\"}"), auth, 400, "Invalid UTF-8 in payload", ReasonInvalidUTF8},
+		{"overlong UTF-8 encoding", "/endpoint", []byte("{\"a\":\"\xc0\xaf\"}"), auth, 400, "Invalid UTF-8 in payload", ReasonInvalidUTF8},
+		{"UTF-16 surrogate as UTF-8", "/endpoint", []byte("[\"\xed\xa0\x80\"]"), auth, 400, "Invalid UTF-8 in payload", ReasonInvalidUTF8},
+		{"multi-byte UTF-8 is accepted", "/endpoint", []byte(`{"a":"é ✓ 😀"}`), auth, 200, "endpoint", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,6 +121,14 @@ func TestStatusCodes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tooDeep is the 400 text for a body nested deeper than MaxJSONDepth.
+var tooDeep = "JSON nesting too deep (limit " + strconv.Itoa(MaxJSONDepth) + ")"
+
+// nested returns n levels of open/close around 1.
+func nested(open, closing string, n int) []byte {
+	return []byte(strings.Repeat(open, n) + "1" + strings.Repeat(closing, n))
 }
 
 func TestOtherMethodsAre405(t *testing.T) {
@@ -189,7 +206,7 @@ func TestStoredEventShapeAndDedupe(t *testing.T) {
 	srv, in, h := newServer(t, Config{Now: func() time.Time { return now }, NewUUID: func() string { return "fixed-uuid" }})
 	ev := `{"id":"ev-1","type":"MODIFIED","kind":"PersistentVolume","cluster":"primary","initial":false,` +
 		`"resource":{"metadata":{"name":"pv1","uid":"u1","resourceVersion":"7"}}}`
-	status, _ := post(t, srv.URL+"/endpoint?x=1", []byte(ev), map[string]string{"X-Custom": "v"})
+	status, _ := post(t, srv.URL+"/endpoint?x=1", []byte(ev), map[string]string{"X-Custom": "v", "X-Request-Id": "r-1"})
 	if status != 200 {
 		t.Fatal(status)
 	}
@@ -222,7 +239,7 @@ func TestStoredEventShapeAndDedupe(t *testing.T) {
 	if string(e.Payload) != ev {
 		t.Errorf("payload %s", e.Payload)
 	}
-	if e.Headers["X-Custom"] != "v" || e.Headers["Host"] == "" {
+	if _, custom := e.Headers["X-Custom"]; custom || e.Headers["X-Request-Id"] != "r-1" || e.Headers["Host"] == "" {
 		t.Errorf("headers %v", e.Headers)
 	}
 }

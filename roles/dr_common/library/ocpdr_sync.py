@@ -120,6 +120,22 @@ options:
     description: In archive mode, delete the DR copy instead of archiving it (explicit opt-in).
     type: bool
     default: false
+  snapshots_listed:
+    description:
+      - In periodic mode, false when listing the VolumeSnapshots failed; no metadata record is then
+        written or removed (a failed listing never deletes anything).
+    type: bool
+    default: true
+  max_delete_fraction:
+    description:
+      - In periodic mode, the largest share of metadata records (or, with archive_orphans, of DR
+        directories) removed in one run; above it nothing is removed and the records are reported as held.
+    type: float
+    default: 0.5
+  confirm_deletes:
+    description: In periodic mode, remove even more than max_delete_fraction in this run.
+    type: bool
+    default: false
   pvcs:
     description: In rewrite mode, PersistentVolumeClaims from a backup to clean for the DR cluster.
     type: list
@@ -213,8 +229,25 @@ json.dump(out, sys.stdout)
 """
 
 
+# DR-internal names, reserved at every depth: an archive is created beside the
+# directory it archives (archived-<name>-<stamp>), which for nested paths is
+# inside another PV's directory; .ocpdr* holds markers, locks and metadata.
+ARCHIVE_RE = re.compile(r"^" + re.escape(ARCHIVE_PREFIX) + r".+-\d{8}T\d{6}Z$")
+# rsync filters keeping those names out of every transfer and every --delete
+# (an excluded name is neither sent nor deleted at the receiver).
+RESERVED_FILTERS = [
+    "--exclude=" + ARCHIVE_PREFIX + "*-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z/",
+    "--exclude=" + HIDDEN_PREFIX + "*",
+]
+
+
 class Refused(Exception):
     pass
+
+
+def reserved_name(part):
+    """True for a path component DR uses for itself."""
+    return part.startswith(HIDDEN_PREFIX) or part.startswith(ARCHIVE_PREFIX)
 
 
 def obj_name(obj):
@@ -276,7 +309,7 @@ def map_pv(pv, p):
     if server != p["primary_server"]:
         raise Refused("NFS server %r is not the configured primary NFS server %r" % (server, p["primary_server"]))
     norm, rel = check_path(path, p["primary_export_root"], "PV")
-    if rel.split("/")[0].startswith(ARCHIVE_PREFIX) or rel.startswith(HIDDEN_PREFIX):
+    if any(reserved_name(part) for part in rel.split("/")):
         raise Refused("PV path %r uses a name reserved for DR archives or metadata" % path)
     entry["primary_path"], entry["rel"] = norm, rel
     entry["dr_path"] = os.path.join(p["dr_export_root"], rel)
@@ -400,7 +433,7 @@ def rsync_argv(p, src, dst, check_mode, lock_path=None):
     (src on the other host) or pushing (dst on the other host, the remote
     rsync run under flock on lock_path, the same lock a pull takes)."""
     ssh = " ".join(ssh_argv(p))
-    argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats", "-e", ssh]
+    argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats", "-e", ssh] + RESERVED_FILTERS
     if p["inplace"]:
         argv.append("--inplace")
     else:
@@ -527,7 +560,25 @@ def map_all(p, pvs):
             entries.append(map_pv(pv, p))
         except Refused as r:
             entries.append({"name": obj_name(pv), "status": "refused", "reason": str(r)})
+    refuse_nested(entries)
     return entries
+
+
+def refuse_nested(entries):
+    """Refuse PVs whose directories contain one another: a sync of the outer
+    one would also copy (and --delete) the inner one's DR directory."""
+    mapped = sorted((e for e in entries if e["status"] == "mapped"), key=lambda e: e["rel"].split("/"))
+    stack, nested = [], []
+    for e in mapped:
+        while stack and not e["rel"].startswith(stack[-1]["rel"] + "/"):
+            stack.pop()
+        if stack:
+            nested.append((stack[-1], e))
+        stack.append(e)
+    for outer, inner in nested:
+        for e, other in ((outer, inner), (inner, outer)):
+            e.update(status="refused", reason="PV path %s and PV %s (%s) contain one another; give each PV its own directory"
+                     % (e["primary_path"], other["name"], other["primary_path"]))
 
 
 def fenced(p):
@@ -676,6 +727,8 @@ def periodic(p, module):
         run_sync(p, entries, check)
     known = set(e["rel"].split("/")[0] for e in entries if e.get("rel"))
     root = p["dr_export_root"]
+    dirs = [n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)) and not reserved_name(n)]
+    held = deletions_held(p, len([n for n in dirs if n not in known]), len(dirs)) if p["archive_orphans"] else ""
     orphans, purged = [], []
     now = datetime.datetime.utcnow()
     for name in sorted(os.listdir(root)):
@@ -693,28 +746,63 @@ def periodic(p, module):
             continue
         if name not in known:
             o = {"path": full, "archived": False}
-            if p["archive_orphans"] and not check:
+            if p["archive_orphans"] and not check and not held:
                 target = os.path.join(root, "%s%s-%s" % (ARCHIVE_PREFIX, name, utc_stamp()))
                 os.rename(full, target)
                 o.update(archived=True, archive_path=target)
+            elif held:
+                o["reason"] = held
             orphans.append(o)
+    if not p["snapshots_listed"]:
+        # A failed listing says nothing about which snapshots exist: touch no record.
+        return entries, [], orphans, purged
     snaps, _ = snapshots_put(p, p["snapshots"], p["pvs"], check)
+    snaps.extend(reconcile_metadata(p, check))
+    return entries, snaps, orphans, purged
+
+
+def stale_metadata(p):
+    """Metadata records at DR without a live VolumeSnapshot, and the count of all."""
     live = set()
     for vs in p["snapshots"]:
         md = vs.get("metadata") or {}
         live.add((md.get("namespace"), md.get("name")))
-    meta = p["metadata_dir"]
-    if meta and os.path.isdir(meta):
-        for ns in sorted(os.listdir(meta)):
-            d = os.path.join(meta, ns)
-            if not os.path.isdir(d):
-                continue
-            for f in sorted(os.listdir(d)):
-                if f.endswith(".json") and (ns, f[:-5]) not in live:
-                    if not check:
-                        os.remove(os.path.join(d, f))
-                    snaps.append({"namespace": ns, "name": f[:-5], "status": "removed", "reason": "no such VolumeSnapshot on the primary"})
-    return entries, snaps, orphans, purged
+    meta, stale, total = p["metadata_dir"], [], 0
+    if not meta or not os.path.isdir(meta):
+        return stale, total
+    for ns in sorted(os.listdir(meta)):
+        d = os.path.join(meta, ns)
+        if not os.path.isdir(d):
+            continue
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".json"):
+                total += 1
+                if (ns, f[:-5]) not in live:
+                    stale.append((ns, f[:-5], os.path.join(d, f)))
+    return stale, total
+
+
+def deletions_held(p, n, total):
+    """Reason to hold n of total deletions, or "" to go ahead: more than
+    max_delete_fraction of the records at once needs confirm_deletes."""
+    if n == 0 or p["confirm_deletes"] or n <= p["max_delete_fraction"] * total:
+        return ""
+    return ("%d of %d records would go at once (more than %d%%): kept; check the listing (RBAC?) and confirm with "
+            "confirm_deletes for this run" % (n, total, round(p["max_delete_fraction"] * 100)))
+
+
+def reconcile_metadata(p, check):
+    stale, total = stale_metadata(p)
+    held = deletions_held(p, len(stale), total)
+    out = []
+    for ns, name, path in stale:
+        if held:
+            out.append({"namespace": ns, "name": name, "status": "held", "reason": held})
+            continue
+        if not check:
+            os.remove(path)
+        out.append({"namespace": ns, "name": name, "status": "removed", "reason": "no such VolumeSnapshot on the primary"})
+    return out
 
 
 CLUSTER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
@@ -813,6 +901,9 @@ def main():
             archive_orphans=dict(type="bool", default=False),
             archive_retention_days=dict(type="int", default=30),
             delete_outright=dict(type="bool", default=False),
+            snapshots_listed=dict(type="bool", default=True),
+            max_delete_fraction=dict(type="float", default=0.5),
+            confirm_deletes=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

@@ -1,0 +1,141 @@
+package ansible_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ocpv-dr/ocpv-dr/test/lab"
+)
+
+// A sync of a directory that holds DR-internal names below its top (an
+// archive of a nested PV, a .ocpdr* directory) must not delete or overwrite
+// them with rsync --delete (issue 15.5): not for a PV event, not for a data
+// event posted for the parent directory. A PV path using a reserved name at
+// any depth is refused, and so are PVs whose directories contain one another.
+func TestParentSyncKeepsDRInternalNames(t *testing.T) {
+	l := lab.Get(t)
+	p, d := l.Primary.ExportRoot, l.DR.ExportRoot
+	writeFile(t, filepath.Join(p, "nest", "disk.img"), "outer")
+	writeFile(t, filepath.Join(p, "nest", "inner", "disk.img"), "inner")
+	archive := filepath.Join(d, "nest", "archived-inner-20260101T000000Z", "disk.img")
+	hidden := filepath.Join(d, "nest", "deeper", ".ocpdr-points", "p1")
+	writeFile(t, archive, "an archived copy")
+	writeFile(t, hidden, "a recovery point")
+
+	for _, vars := range []map[string]any{
+		{"pv_object": nfsPV("nest", l.Primary.NFSHost, filepath.Join(p, "nest"))},
+	} {
+		mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", vars)
+	}
+	mustPlay(t, l, "playbooks/event_driven/handle_nfs_path_sync.yml", map[string]any{"nfs_path_object": map[string]any{
+		"kind": "NFSDirectory", "server": l.Primary.NFSHost, "path": filepath.Join(p, "nest")}})
+	for _, f := range []string{archive, hidden} {
+		if b, err := os.ReadFile(f); err != nil || len(b) == 0 {
+			t.Errorf("%s was deleted by a sync of its parent: %v", f, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(d, "nest", "inner", "disk.img")); string(b) != "inner" {
+		t.Errorf("the parent sync did not copy its own data")
+	}
+
+	for _, path := range []string{
+		filepath.Join(p, "nest", "archived-x-20260101T000000Z"),
+		filepath.Join(p, "nest", ".ocpdr-points"),
+	} {
+		r := play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("reserved", l.Primary.NFSHost, path)})
+		if !strings.Contains(r.out, "reserved for DR") {
+			t.Errorf("PV at %s not refused as reserved:\n%s", path, tailLines(r.out, 15))
+		}
+	}
+}
+
+// The periodic sync refuses PVs whose directories contain one another.
+func TestPeriodicSyncRefusesNestedPVs(t *testing.T) {
+	l := lab.Get(t)
+	ctx := context.Background()
+	cs := primaryClient(t, l)
+	root := filepath.Join(l.Primary.ExportRoot, "nested-pvs")
+	writeFile(t, filepath.Join(root, "outer", "disk.img"), "outer")
+	writeFile(t, filepath.Join(root, "outer", "inner", "disk.img"), "inner")
+	writeFile(t, filepath.Join(root, "outer-2", "disk.img"), "sibling with a common prefix")
+	for name, dir := range map[string]string{"nest-outer": "outer", "nest-inner": "outer/inner", "nest-sibling": "outer-2"} {
+		createPV(ctx, t, cs, name, l.Primary.NFSHost, filepath.Join(root, dir), "nfs-dynamic")
+		t.Cleanup(func() { _ = cs.CoreV1().PersistentVolumes().Delete(ctx, name, metav1.DeleteOptions{}) })
+	}
+	reports := t.TempDir()
+	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", map[string]any{"ocpdr_report_dir": reports})
+	st := statusOf(readReport(t, reports))
+	for name, want := range map[string]string{"nest-outer": "refused", "nest-inner": "refused", "nest-sibling": "synced"} {
+		if st[name] != want {
+			t.Errorf("%s: %s, want %s", name, st[name], want)
+		}
+	}
+}
+
+// An empty VolumeSnapshot listing (missing RBAC, a wrong cluster) must not
+// wipe the metadata at DR (issue 15.7): above the configured share the
+// records are held and reported; an explicit confirmation removes them.
+func TestPeriodicSyncHoldsMassDeletion(t *testing.T) {
+	l := lab.Get(t)
+	meta := filepath.Join(l.DR.ExportRoot, ".ocpdr-metadata", "snapshots", "hold-test")
+	for i := 0; i < 4; i++ {
+		writeFile(t, filepath.Join(meta, fmt.Sprintf("snap-%d.json", i)), `{"name":"snap"}`)
+	}
+	reports := t.TempDir()
+	vars := map[string]any{"ocpdr_report_dir": reports}
+	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	held := snapshotStatuses(t, reports, "hold-test")
+	if len(held) != 4 || held["snap-0"] != "held" {
+		t.Fatalf("records without snapshots at the primary: %v, want 4 held", held)
+	}
+	if m, _ := filepath.Glob(filepath.Join(meta, "*.json")); len(m) != 4 {
+		t.Fatalf("%d of 4 metadata records left after an unconfirmed mass deletion", len(m))
+	}
+	vars["periodic_storage_sync_confirm_deletes"] = true
+	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	if m, _ := filepath.Glob(filepath.Join(meta, "*.json")); len(m) != 0 {
+		t.Errorf("confirmed deletion left %v", m)
+	}
+}
+
+func snapshotStatuses(t *testing.T, dir, ns string) map[string]string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "periodic-sync-*.json"))
+	if len(m) == 0 {
+		t.Fatalf("no report in %s", dir)
+	}
+	b, err := os.ReadFile(m[len(m)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Snapshots []struct{ Namespace, Name, Status string } `json:"snapshots"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, s := range r.Snapshots {
+		if s.Namespace == ns {
+			out[s.Name] = s.Status
+		}
+	}
+	return out
+}
+
+func primaryClient(t *testing.T, l *lab.Lab) *kubernetes.Clientset {
+	t.Helper()
+	rc, err := l.Primary.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubernetes.NewForConfigOrDie(rc)
+}
