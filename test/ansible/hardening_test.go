@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -138,4 +139,46 @@ func primaryClient(t *testing.T, l *lab.Lab) *kubernetes.Clientset {
 		t.Fatal(err)
 	}
 	return kubernetes.NewForConfigOrDie(rc)
+}
+
+// A DELETED event for a PV that still exists on the primary (forged or
+// replayed) keeps the DR copy and fails with the reason (issue 15.12); once
+// the PV is really gone the same event archives it.
+func TestDeleteEventChecksThePrimary(t *testing.T) {
+	l := lab.Get(t)
+	ctx := context.Background()
+	cs := primaryClient(t, l)
+	dir := filepath.Join(l.Primary.ExportRoot, "live-pv")
+	writeFile(t, filepath.Join(dir, "disk.img"), "live data")
+	pv := nfsPV("live-pv", l.Primary.NFSHost, dir)
+	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+	createPV(ctx, t, cs, "live-pv", l.Primary.NFSHost, dir, "nfs-dynamic")
+	drCopy := filepath.Join(l.DR.ExportRoot, "live-pv", "disk.img")
+
+	r := play(t, l, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
+	if r.err == nil || !strings.Contains(r.out, "still exists on the primary") {
+		t.Errorf("a DELETED event for a live PV was not refused:\n%s", tailLines(r.out, 15))
+	}
+	if b, _ := os.ReadFile(drCopy); string(b) != "live data" {
+		t.Fatal("the DR copy of a live PV was archived")
+	}
+	if err := cs.CoreV1().PersistentVolumes().Delete(ctx, "live-pv", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(ctx, t, cs, "live-pv")
+	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
+	if _, err := os.Stat(drCopy); !os.IsNotExist(err) {
+		t.Error("the DR copy is still in place after the PV was really deleted")
+	}
+}
+
+func waitGone(ctx context.Context, t *testing.T, cs *kubernetes.Clientset, name string) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		if _, err := cs.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("PV %s not gone after 10s", name)
 }
