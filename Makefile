@@ -73,6 +73,10 @@ demo: deps tools build ## The main job: the three modes on the local lab, explai
 e2e: deps tools build ## The demo's flow as a test, with assertions at every step
 	$(GO) test $(GOTEST_FLAGS) -run . ./test/e2e/...
 
+.PHONY: faults
+faults: deps build ## Run the fault suite and write FAULTS.md (needs root: mounts small filesystems)
+	@bash test/faults/render.sh
+
 .PHONY: bench
 bench: deps tools build ## Run the benchmarks and write BENCHMARKS.md
 	@bash test/bench/run.sh
