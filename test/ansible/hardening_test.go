@@ -182,3 +182,24 @@ func waitGone(ctx context.Context, t *testing.T, cs *kubernetes.Clientset, name 
 	}
 	t.Fatalf("PV %s not gone after 10s", name)
 }
+
+// csi-driver-nfs writes volume handles as server#share#subdir#uuid#onDelete
+// with the share trimmed of its slashes; a PV that carries only the handle
+// (no volumeAttributes) replicates like any other (issue 15, low).
+func TestCSIHandleOnlyPV(t *testing.T) {
+	l := lab.Get(t)
+	p := l.Primary.ExportRoot
+	writeFile(t, filepath.Join(p, "handle-only", "disk.img"), "handle only")
+	for _, handle := range []string{
+		l.Primary.NFSHost + "#" + strings.Trim(p, "/") + "#handle-only#8d7a0c62-9a44-4b0e-9d5b-1f0d1c1e2f3a#retain",
+		l.Primary.NFSHost + "#" + strings.Trim(p, "/") + "/#handle-only",
+	} {
+		pv := map[string]any{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": map[string]any{"name": "handle-only"},
+			"spec": map[string]any{"storageClassName": "nfs-dynamic", "csi": map[string]any{"driver": "nfs.csi.k8s.io", "volumeHandle": handle}}}
+		mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+		if b, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, "handle-only", "disk.img")); string(b) != "handle only" {
+			t.Errorf("handle %s: not replicated", handle)
+		}
+		_ = os.RemoveAll(filepath.Join(l.DR.ExportRoot, "handle-only"))
+	}
+}

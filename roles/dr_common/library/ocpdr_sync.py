@@ -278,11 +278,12 @@ def pv_source(pv):
             if attrs.get("subdir"):
                 path += "/" + attrs["subdir"]
             return str(attrs["server"]), path
+        # The driver writes server#share#subdir#uuid#onDelete with the share
+        # trimmed of slashes ("" for the root export), later fields optional.
         parts = str(csi.get("volumeHandle", "")).split("#")
-        if len(parts) >= 2 and parts[0] and parts[1]:
-            path = parts[1].rstrip("/")
-            if len(parts) >= 3 and parts[2]:
-                path += "/" + parts[2]
+        subdir = parts[2].strip("/") if len(parts) >= 3 else ""
+        if len(parts) >= 2 and parts[0] and (parts[1].strip("/") or subdir):
+            path = "/" + "/".join(x for x in (parts[1].strip("/"), subdir) if x)
             return parts[0], path
         raise Refused("csi-driver-nfs PV without server/share attributes or a server#share#subdir volumeHandle")
     raise Refused("not an NFS PV (no spec.nfs, no spec.csi)")
