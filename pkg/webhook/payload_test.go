@@ -51,3 +51,26 @@ func TestDepthExceeded(t *testing.T) {
 		}
 	}
 }
+
+// The dedupe key and object state come from exactly the keys the rules see:
+// encoding/json alone would read "ID" as "id" (issue 15, low).
+func TestDecodeProbeExactKeys(t *testing.T) {
+	cases := []struct {
+		name, body, id, uid, rv string
+		initial                 bool
+	}{
+		{"forwarder event", `{"id":"a","type":"ADDED","initial":true,"resource":{"metadata":{"uid":"u","resourceVersion":"7"}}}`, "a", "u", "7", true},
+		{"case-folded id ignored", `{"id":"a","ID":"b"}`, "a", "", "", false},
+		{"only case-folded keys", `{"ID":"b","Resource":{"Metadata":{"UID":"u"}}}`, "", "", "", false},
+		{"wrong types", `{"id":5,"initial":"yes","resource":[1]}`, "", "", "", false},
+		{"not an object", `[1,2]`, "", "", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := decodeProbe([]byte(c.body))
+			if p.ID != c.id || p.Resource.Metadata.UID != c.uid || p.Resource.Metadata.ResourceVersion != c.rv || p.Initial != c.initial {
+				t.Errorf("got %+v", p)
+			}
+		})
+	}
+}

@@ -280,15 +280,42 @@ func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (p
 		}
 		return p, false
 	}
-	if err := json.Unmarshal(body, &p); err != nil {
-		var te *json.UnmarshalTypeError
-		if !errors.As(err, &te) || !json.Valid(body) {
-			h.reject(w, http.StatusBadRequest, ReasonInvalidJSON, "Invalid JSON payload")
-			return p, false
-		}
-		p = probe{} // valid JSON that is not a forwarder event
+	if !json.Valid(body) {
+		h.reject(w, http.StatusBadRequest, ReasonInvalidJSON, "Invalid JSON payload")
+		return p, false
 	}
-	return p, true
+	return decodeProbe(body), true
+}
+
+// decodeProbe reads the probe fields with exact key names: encoding/json
+// matches keys case-insensitively, so {"id":"a","ID":"b"} would dedupe on
+// "b" while the rules see "a". A body that is not shaped like a forwarder
+// event gives the zero probe.
+func decodeProbe(body []byte) probe {
+	var p probe
+	top := exactObject(body)
+	str := func(m map[string]json.RawMessage, k string) string {
+		var v string
+		if json.Unmarshal(m[k], &v) != nil {
+			return ""
+		}
+		return v
+	}
+	p.ID, p.Type, p.Cluster = str(top, "id"), str(top, "type"), str(top, "cluster")
+	_ = json.Unmarshal(top["initial"], &p.Initial)
+	md := exactObject(exactObject(top["resource"])["metadata"])
+	p.Resource.Metadata.UID, p.Resource.Metadata.ResourceVersion = str(md, "uid"), str(md, "resourceVersion")
+	return p
+}
+
+// exactObject decodes a JSON object's members by their exact names (nil
+// for anything that is not an object).
+func exactObject(raw json.RawMessage) map[string]json.RawMessage {
+	var m map[string]json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
+		return nil
+	}
+	return m
 }
 
 // readBody reads at most MaxBodyBytes. Over the limit it keeps reading and
