@@ -77,6 +77,7 @@ const (
 	ReasonInvalidJSON      = "invalid_json"
 	ReasonInvalidUTF8      = "invalid_utf8"
 	ReasonTooDeep          = "too_deep"
+	ReasonNumberRange      = "number_out_of_range"
 	ReasonStoreFailed      = "store_failed"
 	ReasonReadFailed       = "read_failed"
 )
@@ -84,7 +85,7 @@ const (
 // reasons lists every rejection reason, so each series exists from the start.
 var reasons = []string{
 	ReasonMissingToken, ReasonBadToken, ReasonMissingSignature, ReasonBadSignature, ReasonTooLarge,
-	ReasonInvalidJSON, ReasonInvalidUTF8, ReasonTooDeep, ReasonStoreFailed, ReasonReadFailed,
+	ReasonInvalidJSON, ReasonInvalidUTF8, ReasonTooDeep, ReasonNumberRange, ReasonStoreFailed, ReasonReadFailed,
 }
 
 // New returns a handler that stores events in sink.
@@ -273,9 +274,12 @@ func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (p
 	var p probe
 	if err := checkPayload(body, MaxJSONDepth); err != nil {
 		h.log.Warn("webhook: payload rejected", zap.Error(err), zap.String("endpoint", endpoint))
-		if errors.Is(err, errInvalidUTF8) {
+		switch {
+		case errors.Is(err, errInvalidUTF8):
 			h.reject(w, http.StatusBadRequest, ReasonInvalidUTF8, "Invalid UTF-8 in payload")
-		} else {
+		case errors.Is(err, errNumberRange):
+			h.reject(w, http.StatusBadRequest, ReasonNumberRange, "JSON number out of range (beyond a 64-bit float)")
+		default:
 			h.reject(w, http.StatusBadRequest, ReasonTooDeep, fmt.Sprintf("JSON nesting too deep (limit %d)", MaxJSONDepth))
 		}
 		return p, false

@@ -97,6 +97,9 @@ func TestStatusCodes(t *testing.T) {
 		{"overlong UTF-8 encoding", "/endpoint", []byte("{\"a\":\"\xc0\xaf\"}"), auth, 400, "Invalid UTF-8 in payload", ReasonInvalidUTF8},
 		{"UTF-16 surrogate as UTF-8", "/endpoint", []byte("[\"\xed\xa0\x80\"]"), auth, 400, "Invalid UTF-8 in payload", ReasonInvalidUTF8},
 		{"multi-byte UTF-8 is accepted", "/endpoint", []byte(`{"a":"é ✓ 😀"}`), auth, 200, "endpoint", ""},
+		{"number beyond float64", "/endpoint", []byte(`{"size":1e400}`), auth, 400, "JSON number out of range (beyond a 64-bit float)", ReasonNumberRange},
+		{"negative number beyond float64", "/endpoint", []byte(`[-2e308]`), auth, 400, "JSON number out of range (beyond a 64-bit float)", ReasonNumberRange},
+		{"large but finite numbers and digits in strings", "/endpoint", []byte(`{"a":1.7e308,"b":-5e-324,"c":"1e400","d":123456789012345678901234567890}`), auth, 200, "endpoint", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
