@@ -235,13 +235,21 @@ func normalize(v any) any {
 
 var durRe = regexp.MustCompile(`^(\d+)\s+(milliseconds?|seconds?|minutes?|hours?|days?)$`)
 
+// maxDuration bounds rulebook times (throttle, timeout, ttl windows): 100 years.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
 func parseDuration(s string) (time.Duration, error) {
 	m := durRe.FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
 		return 0, fmt.Errorf("time %q: want '<n> seconds|minutes|hours|days'", s)
 	}
-	n, _ := strconv.Atoi(m[1])
 	unit := map[string]time.Duration{"millisecond": time.Millisecond, "second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[strings.TrimSuffix(m[2], "s")]
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > int64(maxDuration/unit) {
+		// An overflow would wrap to a negative or zero window and silently
+		// disable throttling or timeouts.
+		return 0, fmt.Errorf("time %q: longer than %d days", s, maxDuration/(24*time.Hour))
+	}
 	return time.Duration(n) * unit, nil
 }
 

@@ -103,7 +103,24 @@ type parser struct {
 	// ids numbers distinct event/fact paths across a rulebook (from 1), so
 	// that a session can evaluate each one once per event.
 	ids map[string]int
+	// depth counts nested parentheses, lists and negations being parsed.
+	depth int
 }
+
+// maxNesting bounds how deep a condition may nest: recursion on hostile
+// input (10^5 parentheses) would otherwise take seconds and gigabytes or
+// overflow the stack. Real conditions nest a handful of levels.
+const maxNesting = 100
+
+// nest enters one level of nesting; the caller defers leave.
+func (p *parser) nest() error {
+	if p.depth++; p.depth > maxNesting {
+		return p.errf("condition nests deeper than %d levels", maxNesting)
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 // assignment is an "events.name << condition" binding.
 type assignment struct {
@@ -214,6 +231,10 @@ func (p *parser) orAnd() (node, error) {
 func (p *parser) not() (node, error) {
 	if p.is(tWord, "not") && !(p.at(1).kind == tWord && (strings.EqualFold(p.at(1).text, "in") || strings.EqualFold(p.at(1).text, "contains"))) {
 		p.next()
+		if err := p.nest(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		n, err := p.not()
 		if err != nil {
 			return nil, err
@@ -450,6 +471,10 @@ func (p *parser) mul() (node, error) {
 }
 
 func (p *parser) primary() (node, error) {
+	if err := p.nest(); err != nil {
+		return nil, err
+	}
+	defer p.leave()
 	t := p.peek()
 	switch {
 	case t.kind == tOp && t.text == "(":
