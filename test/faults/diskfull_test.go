@@ -49,9 +49,9 @@ func fillDisk(t *testing.T, dir string, leave int64) string {
 	return p
 }
 
-// sender posts events with ids "<prefix>-<n>" from workers goroutines and
+// posting posts events with ids "<prefix>-<n>" from workers goroutines and
 // records which were acknowledged (200) and which were refused (503).
-type sender struct {
+type posting struct {
 	mu      sync.Mutex
 	acked   []string
 	refused int
@@ -59,7 +59,7 @@ type sender struct {
 	reasons map[string]bool
 }
 
-func (s *sender) send(ctx context.Context, r *receiver, prefix string, n, workers, padding int) {
+func (s *posting) send(ctx context.Context, r *receiver, prefix string, n, workers, padding int) {
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for w := 0; w < workers; w++ {
@@ -105,7 +105,7 @@ func TestDiskFullLosesNoAcknowledgedEvent(t *testing.T) {
 	if _, ok := r.waitReady(http.StatusOK, 10*time.Second); !ok {
 		t.Fatalf("not ready at start:\n%s", r.logText())
 	}
-	s := &sender{other: map[int]int{}, reasons: map[string]bool{}}
+	s := &posting{other: map[int]int{}, reasons: map[string]bool{}}
 	s.send(ctx, r, "before", 200, 4, 512)
 	filler := fillDisk(t, disk, 64<<10)
 

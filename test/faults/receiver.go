@@ -176,3 +176,41 @@ func (r *receiver) waitReady(want int, timeout time.Duration) (string, bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// awaitStored polls the running receiver's /api/v1/events until every id is
+// listed or the timeout passes, and returns the ids still missing.
+func (r *receiver) awaitStored(t *testing.T, ids []string, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := lost(ids, r.listedIDs(t))
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (r *receiver) listedIDs(t *testing.T) map[string]bool {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.url+"/api/v1/events?limit=100000", nil)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Events []struct {
+			ID string `json:"id"`
+		} `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatalf("decode /api/v1/events: %v", err)
+	}
+	ids := make(map[string]bool, len(got.Events))
+	for _, e := range got.Events {
+		ids[e.ID] = true
+	}
+	return ids
+}
