@@ -37,6 +37,9 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// testToken is a webhook token the receiver's token policy accepts.
+const testToken = "crash-test-webhook-token-0123456789abcdef"
+
 type proc struct {
 	cmd  *exec.Cmd
 	done chan error
@@ -49,7 +52,7 @@ func startReceiver(t *testing.T, bin, addr, state, logPath string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--rulebook", "testdata/count.yml", "--state-dir", state, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "RECEIVER_WEBHOOK_TOKEN=tok")
+	cmd.Env = append(os.Environ(), "RECEIVER_WEBHOOK_TOKEN="+testToken)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -99,7 +102,7 @@ func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
 	send := func(i int) bool {
 		body := fmt.Appendf(nil, `{"id":"ev-%d","i":%d,"kind":"Test"}`, i, i)
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/endpoint", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := client.Do(req)
 		if err != nil {
 			return false
@@ -181,7 +184,7 @@ func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/events?limit=20000", nil)
-		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Authorization", "Bearer "+testToken)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

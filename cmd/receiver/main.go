@@ -57,7 +57,9 @@ run_workflow_template on the AAP Controller at --controller-url, or, without it,
 --job-templates maps the template names to, with ansible-playbook. Every flag can also be set as
 RECEIVER_<FLAG> in the environment or in the --config file; the Controller settings also accept
 ansible-rulebook's EDA_CONTROLLER_URL, EDA_CONTROLLER_TOKEN, EDA_CONTROLLER_USERNAME,
-EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY.`,
+EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY. serve refuses to start without a webhook token of at
+least 32 characters (RECEIVER_WEBHOOK_TOKEN or --webhook-token-file; not the shipped placeholder) unless
+--insecure-no-auth is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := cliconfig.NewViper(cmd, "RECEIVER")
@@ -94,13 +96,17 @@ EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY.`,
 	fl.String("tls-cert", "", "TLS certificate (PEM); enables HTTPS")
 	fl.String("tls-key", "", "TLS private key (PEM)")
 	fl.String("tls-client-ca", "", "CA bundle: require client certificates signed by it")
-	fl.String("webhook-token-file", "", "file holding the webhook Bearer token (or RECEIVER_WEBHOOK_TOKEN)")
+	fl.String("webhook-token-file", "", fmt.Sprintf("file holding the webhook Bearer token (or RECEIVER_WEBHOOK_TOKEN; at least %d characters)",
+		receiver.MinWebhookTokenLength))
+	fl.Bool("insecure-no-auth", false, "run without a webhook token: anyone who reaches --listen can post events (testing only)")
 	fl.String("hmac-secret-file", "", "file holding the HMAC secret (or RECEIVER_HMAC_SECRET); enables signature checks")
 	fl.String("hmac-header", signature.DefaultHeader, "header carrying the HMAC signature")
 	fl.String("hmac-prefix", "sha256=", "optional prefix of the signature value")
 	fl.String("hmac-algorithm", "sha256", "HMAC algorithm: sha256, sha512 or sha1")
 	fl.String("hmac-encoding", "hex", "signature encoding: hex or base64")
 	fl.Int64("max-body-bytes", d.MaxBodyBytes, "largest accepted body (413 above)")
+	fl.Duration("read-timeout", d.ReadTimeout, "longest time to read a whole request, headers and body, on each listener")
+	fl.Int("max-connections", d.MaxConnections, "connections each listener serves at once; more wait to be accepted")
 	fl.String("rulebook", "", "EDA rulebook file (required)")
 	fl.String("vars", "", "variables file, as ansible-rulebook --vars (default: vars.yml beside the rulebook)")
 	fl.String("state-dir", d.StateDir, "inbox and job logs (created if missing)")
@@ -132,7 +138,8 @@ func configFrom(v *viper.Viper) (receiver.Config, error) {
 	c.TLSCert, c.TLSKey, c.TLSClientCA = v.GetString("tls-cert"), v.GetString("tls-key"), v.GetString("tls-client-ca")
 	c.HMACHeader, c.HMACPrefix = v.GetString("hmac-header"), v.GetString("hmac-prefix")
 	c.HMACAlgo, c.HMACFormat = v.GetString("hmac-algorithm"), v.GetString("hmac-encoding")
-	c.MaxBodyBytes = v.GetInt64("max-body-bytes")
+	c.MaxBodyBytes, c.InsecureNoAuth = v.GetInt64("max-body-bytes"), v.GetBool("insecure-no-auth")
+	c.ReadTimeout, c.MaxConnections = v.GetDuration("read-timeout"), v.GetInt("max-connections")
 	c.Rulebook, c.Vars, c.StateDir = v.GetString("rulebook"), v.GetString("vars"), v.GetString("state-dir")
 	c.RetainAge, c.RetainCount = v.GetDuration("retain-age"), v.GetInt("retain-count")
 	c.ControllerURL = v.GetString("controller-url")

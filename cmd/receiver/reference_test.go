@@ -6,8 +6,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/clidoc"
+	"github.com/ocpv-dr/ocpv-dr/pkg/receiver"
 )
 
 var update = flag.Bool("update", false, "rewrite pkg/receiver/reference.md")
@@ -61,6 +63,9 @@ func TestBadConfigListsEveryProblem(t *testing.T) {
 // RECEIVER_* environment variables and EDA_CONTROLLER_* names configure serve.
 func TestEnvironment(t *testing.T) {
 	t.Setenv("RECEIVER_MAX_CONCURRENT_JOBS", "3")
+	t.Setenv("RECEIVER_READ_TIMEOUT", "5s")
+	t.Setenv("RECEIVER_MAX_CONNECTIONS", "64")
+	t.Setenv("RECEIVER_INSECURE_NO_AUTH", "true")
 	t.Setenv("RECEIVER_WEBHOOK_TOKEN", "wt")
 	t.Setenv("EDA_CONTROLLER_URL", "https://aap.example/api/controller/")
 	t.Setenv("EDA_CONTROLLER_TOKEN", "ct")
@@ -75,5 +80,45 @@ func TestEnvironment(t *testing.T) {
 	}
 	if c.MaxConcurrentJobs != 3 || c.WebhookToken != "wt" || c.ControllerURL != "https://aap.example/api/controller/" || c.ControllerToken != "ct" {
 		t.Fatalf("%+v", c)
+	}
+	if c.ReadTimeout != 5*time.Second || c.MaxConnections != 64 || !c.InsecureNoAuth {
+		t.Fatalf("limits: %+v", c)
+	}
+}
+
+// serve refuses a missing, placeholder or short webhook token, naming where
+// the token comes from; --insecure-no-auth allows none.
+func TestTokenPolicyAtStart(t *testing.T) {
+	cases := []struct {
+		name, token string
+		args        []string
+		want        string // "" : no token problem reported
+	}{
+		{"none", "", nil, "no webhook token: set RECEIVER_WEBHOOK_TOKEN or --webhook-token-file"},
+		{"placeholder", receiver.PlaceholderWebhookToken, nil, "placeholder"},
+		{"short", "tok", nil, "has 3 characters, at least 32"},
+		{"none with --insecure-no-auth", "", []string{"--insecure-no-auth"}, ""},
+		{"long enough", strings.Repeat("t", 32), nil, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("RECEIVER_WEBHOOK_TOKEN", c.token)
+			cmd := newRootCommand()
+			// --max-concurrent-jobs 0 keeps every case from starting.
+			cmd.SetArgs(append([]string{"serve", "--rulebook", "testdata/count.yml", "--state-dir", t.TempDir(), "--max-concurrent-jobs", "0"}, c.args...))
+			err := cmd.Execute()
+			if err == nil || !strings.Contains(err.Error(), "--max-concurrent-jobs") {
+				t.Fatalf("want a configuration error: %v", err)
+			}
+			if c.want == "" {
+				if strings.Contains(err.Error(), "webhook token") {
+					t.Errorf("token refused: %v", err)
+				}
+				return
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error lacks %q:\n%v", c.want, err)
+			}
+		})
 	}
 }

@@ -67,6 +67,7 @@ func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]EventView, 0, len(entries))
+	payloadBytes, truncated := 0, false
 	for _, e := range entries {
 		v := EventView{Seq: e.Seq, ID: e.ID, UUID: e.UUID, Endpoint: e.Endpoint, ReceivedAt: e.ReceivedAt, State: e.State,
 			Reason: e.Reason, Rules: e.Rules, DoneAt: e.DoneAt, Summary: summarize(e.Payload), Jobs: []inbox.Job{}}
@@ -80,12 +81,28 @@ func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if withPayload {
-			v.Payload = e.Payload
+			if payloadBytes += len(e.Payload); payloadBytes <= maxPayloadResponse {
+				v.Payload = e.Payload
+			} else {
+				truncated = true
+			}
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, map[string]any{"events": out, "pending": pending})
+	if !withPayload {
+		writeJSON(w, map[string]any{"events": out, "pending": pending})
+		return
+	}
+	// Bodies as stored, not re-indented (indenting multiplies a nested body's
+	// size by its depth), and at most maxPayloadResponse bytes of them.
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"events": out, "pending": pending, "payloads_truncated": truncated})
 }
+
+// maxPayloadResponse bounds the event bodies one /api/v1/events?payload=true
+// answer carries; later events are listed without their payload and the
+// answer says payloads_truncated.
+const maxPayloadResponse = 16 << 20
 
 func (a *apiHandler) jobs(w http.ResponseWriter, r *http.Request) {
 	if !a.wh.CheckToken(w, r) {

@@ -52,7 +52,7 @@ func TestShippedRulebookSyncsPVOnTheLab(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Rulebook = filepath.Join(root, "rulebooks/ocp_dr_events.yml")
 	cfg.StateDir = filepath.Join(t.TempDir(), "state")
-	cfg.WebhookToken = "tok"
+	cfg.WebhookToken = testToken
 	cfg.JobTemplates = filepath.Join(root, "examples/job-templates.yml")
 	cfg.Inventory = l.Inventory
 	cfg.AnsiblePlaybook = "/usr/bin/ansible-playbook"
@@ -69,7 +69,7 @@ func TestShippedRulebookSyncsPVOnTheLab(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	if s, text := do(t, http.DefaultClient, "POST", "http://"+addr+"/endpoint", "tok", string(body)); s != 200 || text != "endpoint" {
+	if s, text := do(t, http.DefaultClient, "POST", "http://"+addr+"/endpoint", testToken, string(body)); s != 200 || text != "endpoint" {
 		t.Fatalf("POST: %d %q", s, text)
 	}
 	var view struct {
@@ -77,7 +77,7 @@ func TestShippedRulebookSyncsPVOnTheLab(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		_, b := do(t, http.DefaultClient, "GET", "http://"+addr+"/api/v1/events?limit=1", "tok", "")
+		_, b := do(t, http.DefaultClient, "GET", "http://"+addr+"/api/v1/events?limit=1", testToken, "")
 		if err := json.Unmarshal([]byte(b), &view); err != nil {
 			t.Fatal(err)
 		}

@@ -32,23 +32,26 @@ import (
 
 // Config is the receiver's configuration (flags, RECEIVER_* env, file).
 type Config struct {
-	Listen       string        // webhook (and, without HealthListen, health/metrics/api) address
-	HealthListen string        // optional separate address for /healthz, /readyz, /metrics
-	TLSCert      string        // TLS certificate (PEM); TLS is on when set
-	TLSKey       string        // TLS key (PEM)
-	TLSClientCA  string        // when set, clients must present a certificate signed by it
-	WebhookToken string        // required bearer token ("" disables the check)
-	HMACSecret   string        // enables signature checks
-	HMACAlgo     string        // sha256 (default), sha512, sha1
-	HMACHeader   string        // default X-Hub-Signature-256
-	HMACPrefix   string        // e.g. "sha256="
-	HMACFormat   string        // hex (default) or base64
-	MaxBodyBytes int64         // default 1 MiB
-	Rulebook     string        // rulebook file
-	Vars         string        // extra vars file; default vars.yml beside the rulebook if present
-	StateDir     string        // inbox and state
-	RetainAge    time.Duration // finished events kept for /api/v1
-	RetainCount  int
+	Listen         string        // webhook (and, without HealthListen, health/metrics/api) address
+	HealthListen   string        // optional separate address for /healthz, /readyz, /metrics
+	TLSCert        string        // TLS certificate (PEM); TLS is on when set
+	TLSKey         string        // TLS key (PEM)
+	TLSClientCA    string        // when set, clients must present a certificate signed by it
+	WebhookToken   string        // bearer token, at least MinWebhookTokenLength characters
+	InsecureNoAuth bool          // allows an empty WebhookToken: anyone reaching the listener can post events
+	HMACSecret     string        // enables signature checks
+	HMACAlgo       string        // sha256 (default), sha512, sha1
+	HMACHeader     string        // default X-Hub-Signature-256
+	HMACPrefix     string        // e.g. "sha256="
+	HMACFormat     string        // hex (default) or base64
+	MaxBodyBytes   int64         // default 1 MiB
+	ReadTimeout    time.Duration // whole request (headers and body), each listener
+	MaxConnections int           // connections each listener serves at once; more wait to be accepted
+	Rulebook       string        // rulebook file
+	Vars           string        // extra vars file; default vars.yml beside the rulebook if present
+	StateDir       string        // inbox and state
+	RetainAge      time.Duration // finished events kept for /api/v1
+	RetainCount    int
 
 	ControllerURL      string
 	ControllerToken    string
@@ -72,6 +75,7 @@ type Config struct {
 func Defaults() Config {
 	return Config{
 		Listen: ":5000", MaxBodyBytes: webhook.DefaultMaxBodyBytes, StateDir: "/var/lib/ocpv-dr-receiver",
+		ReadTimeout: 30 * time.Second, MaxConnections: 512,
 		RetainAge: 24 * time.Hour, RetainCount: 10000, PollInterval: 2 * time.Second, ControllerRetries: 5,
 		AnsiblePlaybook: "ansible-playbook", MaxConcurrentJobs: 10, ShutdownTimeout: 30 * time.Second,
 	}
@@ -120,9 +124,13 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("HMAC: %w", err))
 		}
 	}
+	if err := checkWebhookToken(c.WebhookToken, c.InsecureNoAuth); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("--max-body-bytes must be positive"))
 	}
+	errs = append(errs, c.validateLimits()...)
 	if c.Rulebook == "" {
 		errs = append(errs, errors.New("--rulebook is required"))
 	} else if _, err := os.Stat(c.Rulebook); err != nil {
@@ -209,8 +217,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			log.Error("close inbox", zap.Error(err))
 		}
 	}()
-	if cfg.WebhookToken == "" {
-		log.Warn("no webhook token configured: anyone who can reach the listener can post events (set RECEIVER_WEBHOOK_TOKEN)")
+	if cfg.InsecureNoAuth {
+		log.Warn("WEBHOOK AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach the listener can post events "+
+			"and read /api/v1; set "+tokenSources+" for production", zap.String("listen", cfg.Listen))
 	}
 	if n := in.Depth(); n > 0 {
 		log.Info("resuming pending events from before the restart", zap.Int("pending", n))
@@ -260,23 +269,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Handler: main, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: zap.NewStdLog(log.Named("http"))}}
-	addrs := []string{cfg.Listen}
-	if cfg.HealthListen != "" {
-		servers = append(servers, &http.Server{Handler: health, ReadHeaderTimeout: 10 * time.Second})
-		addrs = append(addrs, cfg.HealthListen)
-	}
-	lns := make([]net.Listener, len(servers))
-	for i, a := range addrs {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			for _, l := range lns[:i] {
-				_ = l.Close()
-			}
-			return fmt.Errorf("receiver: listen %s: %w", a, err)
-		}
-		lns[i] = ln
+	servers, addrs := cfg.servers(main, health, tlsCfg, log)
+	lns, err := cfg.listen(addrs)
+	if err != nil {
+		return err
 	}
 
 	var wg sync.WaitGroup
@@ -308,7 +304,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	log.Info("receiver listening", zap.String("webhook", lns[0].Addr().String()), zap.String("health", healthAddr),
 		zap.Bool("tls", tlsCfg != nil), zap.Bool("client_certs", cfg.TLSClientCA != ""), zap.String("state_dir", cfg.StateDir),
-		zap.String("rulebook", cfg.Rulebook), zap.Bool("controller", cfg.ControllerURL != ""))
+		zap.String("rulebook", cfg.Rulebook), zap.Bool("controller", cfg.ControllerURL != ""),
+		zap.Duration("read_timeout", cfg.ReadTimeout), zap.Int("max_connections", cfg.MaxConnections), zap.Bool("auth", !cfg.InsecureNoAuth))
 	if deps.OnListen != nil {
 		deps.OnListen(lns[0].Addr().String(), healthAddr)
 	}

@@ -42,24 +42,34 @@ func (e recordEngine) Process(ev map[string]any) ([]dispatch.Fired, error) {
 func (recordEngine) PostEvent(string, map[string]any) ([]dispatch.Fired, error) { return nil, nil }
 func (recordEngine) SetFact(string, map[string]any) ([]dispatch.Fired, error)   { return nil, nil }
 
+// testToken is a webhook token the token policy accepts.
+const testToken = "receiver-test-webhook-token-0123456789abcdef"
+
 type running struct {
 	addr   string
+	health string // with cfg.HealthListen
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func serve(t *testing.T, cfg Config, eng dispatch.Engine) *running {
 	t.Helper()
-	addrc := make(chan string, 1)
+	return serveLog(t, cfg, eng, zap.NewNop())
+}
+
+func serveLog(t *testing.T, cfg Config, eng dispatch.Engine, log *zap.Logger) *running {
+	t.Helper()
+	addrc := make(chan [2]string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		r.done <- Run(ctx, cfg, Deps{Logger: zap.NewNop(), Registry: prometheus.NewRegistry(),
+		r.done <- Run(ctx, cfg, Deps{Logger: log, Registry: prometheus.NewRegistry(),
 			NewEngine: func(Config, *zap.Logger) (dispatch.Engine, error) { return eng, nil },
-			OnListen:  func(a, _ string) { addrc <- a }})
+			OnListen:  func(a, h string) { addrc <- [2]string{a, h} }})
 	}()
 	select {
-	case r.addr = <-addrc:
+	case a := <-addrc:
+		r.addr, r.health = a[0], a[1]
 	case err := <-r.done:
 		t.Fatalf("receiver stopped: %v", err)
 	case <-time.After(20 * time.Second):
@@ -84,7 +94,7 @@ func baseConfig(t *testing.T) Config {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Rulebook = rb
 	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.WebhookToken = "tok"
+	cfg.WebhookToken = testToken
 	cfg.JobTemplates = "../runner/testdata/catalog.yml"
 	cfg.Inventory = "../runner/testdata/inventory.ini"
 	cfg.AnsiblePlaybook = "/usr/bin/ansible-playbook"
@@ -114,10 +124,10 @@ func TestEventToLocalJob(t *testing.T) {
 	r := serve(t, cfg, recordEngine{out: out})
 	base := "http://" + r.addr
 	c := http.DefaultClient
-	if s, _ := do(t, c, "POST", base+"/endpoint", "tok", `{"id":"e1","name":"pv-one"}`); s != 200 {
+	if s, _ := do(t, c, "POST", base+"/endpoint", testToken, `{"id":"e1","name":"pv-one"}`); s != 200 {
 		t.Fatal(s)
 	}
-	if s, _ := do(t, c, "POST", base+"/endpoint", "tok", `{"other":1}`); s != 200 {
+	if s, _ := do(t, c, "POST", base+"/endpoint", testToken, `{"other":1}`); s != 200 {
 		t.Fatal(s)
 	}
 	var view struct {
@@ -126,7 +136,7 @@ func TestEventToLocalJob(t *testing.T) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		s, body := do(t, c, "GET", base+"/api/v1/events?limit=10", "tok", "")
+		s, body := do(t, c, "GET", base+"/api/v1/events?limit=10", testToken, "")
 		if s != 200 {
 			t.Fatal(s, body)
 		}
@@ -154,7 +164,7 @@ func TestEventToLocalJob(t *testing.T) {
 	if _, err := os.Stat(ev.Jobs[0].LogPath); err != nil || !strings.HasPrefix(ev.Jobs[0].LogPath, filepath.Join(cfg.StateDir, "jobs")) {
 		t.Errorf("job log %q: %v", ev.Jobs[0].LogPath, err)
 	}
-	s, body := do(t, c, "GET", base+"/api/v1/jobs?limit=5", "tok", "")
+	s, body := do(t, c, "GET", base+"/api/v1/jobs?limit=5", testToken, "")
 	if s != 200 || !strings.Contains(body, `"name": "Record"`) || !strings.Contains(body, `"duration_seconds"`) {
 		t.Errorf("jobs %d %s", s, body)
 	}
@@ -165,11 +175,11 @@ func TestEventToLocalJob(t *testing.T) {
 	}{
 		{"GET", "/api/v1/events", "", 401, "Missing authorization token"},
 		{"GET", "/api/v1/jobs", "bad", 401, "Invalid authorization token"},
-		{"GET", "/api/v1/events?limit=-1", "tok", 400, "limit"},
+		{"GET", "/api/v1/events?limit=-1", testToken, 400, "limit"},
 		{"GET", "/healthz", "", 200, "ok"},
 		{"GET", "/readyz", "", 200, "ok"},
 		{"GET", "/metrics", "", 200, "receiver_events_received_total 2"},
-		{"GET", "/endpoint", "tok", 405, ""},
+		{"GET", "/endpoint", testToken, 405, ""},
 		{"POST", "/endpoint", "", 401, ""},
 	}
 	for _, ch := range checks {
@@ -215,7 +225,7 @@ func TestTLSWithClientCertificates(t *testing.T) {
 	pool.AddCert(ca)
 	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cliCert}}}}
 	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if s, _ := do(t, withCert, "POST", "https://"+r.addr+"/endpoint", "tok", `{}`); s != 200 {
+	if s, _ := do(t, withCert, "POST", "https://"+r.addr+"/endpoint", testToken, `{}`); s != 200 {
 		t.Fatalf("with client cert: %d", s)
 	}
 	req, _ := http.NewRequest("POST", "https://"+r.addr+"/endpoint", strings.NewReader("{}"))
@@ -285,6 +295,8 @@ func TestValidate(t *testing.T) {
 		{"bad HMAC algorithm", func(c *Config) { c.HMACSecret, c.HMACAlgo = "s", "md5" }, "HMAC"},
 		{"controller without credentials", func(c *Config) { c.ControllerURL = "https://aap" }, "needs a token"},
 		{"zero jobs", func(c *Config) { c.MaxConcurrentJobs = 0 }, "--max-concurrent-jobs"},
+		{"zero read timeout", func(c *Config) { c.ReadTimeout = 0 }, "--read-timeout"},
+		{"zero connections", func(c *Config) { c.MaxConnections = 0 }, "--max-connections"},
 		{"missing inventory", func(c *Config) { c.Inventory = "/nope" }, "--inventory"},
 	}
 	for _, c := range cases {

@@ -49,7 +49,7 @@ const (
 	ScratchPV   = "pv-demo-scratch"
 	SnapshotVS  = "demo-vm-disk-snap"
 	BackupName  = "demo-backup"
-	webhookTok  = "demo-webhook-token"
+	webhookTok  = "demo-webhook-token-0123456789abcdef" // the receiver needs at least 32 characters
 	stepTimeout = 3 * time.Minute
 )
 
