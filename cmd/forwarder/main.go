@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 	"go.uber.org/zap"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -51,9 +50,9 @@ func addSenderFlags(cmd *cobra.Command) {
 	fl.String("log-level", "info", "debug, info, warn or error")
 }
 
-func senderConfig(v *viper.Viper) (sender.Config, []error) {
+func senderConfig(v *cliconfig.Values) (sender.Config, []error) {
 	var errs []error
-	token, err := cliconfig.Secret(v, "webhook-token-file", "FORWARDER_WEBHOOK_TOKEN")
+	token, err := v.Secret("webhook-token-file", "FORWARDER_WEBHOOK_TOKEN")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -61,7 +60,7 @@ func senderConfig(v *viper.Viper) (sender.Config, []error) {
 		URL: v.GetString("webhook-url"), Token: token, CAFile: v.GetString("ca-file"),
 		InsecureSkipVerify: v.GetBool("insecure-skip-tls-verify"), MaxBackoff: v.GetDuration("max-backoff"),
 	}
-	hs, err := cliconfig.Secret(v, "hmac-secret-file", "FORWARDER_HMAC_SECRET")
+	hs, err := v.Secret("hmac-secret-file", "FORWARDER_HMAC_SECRET")
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -133,7 +132,7 @@ func newRootCommand() *cobra.Command {
 	return cmd
 }
 
-func forwarderConfig(v *viper.Viper) (forwarder.Config, *rest.Config, error) {
+func forwarderConfig(v *cliconfig.Values) (forwarder.Config, *rest.Config, error) {
 	sc, errs := senderConfig(v)
 	cfg := forwarder.Config{
 		ClusterName: v.GetString("cluster-name"), Sender: sc,

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig/cliconfigtest"
 	"github.com/ocpv-dr/ocpv-dr/pkg/clidoc"
 )
 
@@ -43,4 +44,11 @@ func TestBadConfigListsEveryProblem(t *testing.T) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+}
+
+// Every flag of both forwarder commands means the same on the command line,
+// as FORWARDER_<FLAG> and in the --config file.
+func TestEveryFlagThroughEverySource(t *testing.T) {
+	cliconfigtest.CheckEveryFlag(t, newRootCommand, "FORWARDER")
+	cliconfigtest.CheckEveryFlag(t, newWatchExportsCommand, "FORWARDER")
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"github.com/spf13/viper"
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/receiver"
@@ -131,7 +130,7 @@ least 32 characters (RECEIVER_WEBHOOK_TOKEN or --webhook-token-file; not the shi
 	return cmd
 }
 
-func configFrom(v *viper.Viper) (receiver.Config, error) {
+func configFrom(v *cliconfig.Values) (receiver.Config, error) {
 	c := receiver.Defaults()
 	c.Listen = v.GetString("listen")
 	c.HealthListen = v.GetString("health-listen")
@@ -157,16 +156,16 @@ func configFrom(v *viper.Viper) (receiver.Config, error) {
 	c.MaxConcurrentJobs, c.ShutdownTimeout = v.GetInt("max-concurrent-jobs"), v.GetDuration("shutdown-timeout")
 	var errs []error
 	var err error
-	if c.WebhookToken, err = cliconfig.Secret(v, "webhook-token-file", "RECEIVER_WEBHOOK_TOKEN"); err != nil {
+	if c.WebhookToken, err = v.Secret("webhook-token-file", "RECEIVER_WEBHOOK_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.HMACSecret, err = cliconfig.Secret(v, "hmac-secret-file", "RECEIVER_HMAC_SECRET"); err != nil {
+	if c.HMACSecret, err = v.Secret("hmac-secret-file", "RECEIVER_HMAC_SECRET"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ControllerToken, err = cliconfig.Secret(v, "controller-token-file", "RECEIVER_CONTROLLER_TOKEN", "EDA_CONTROLLER_TOKEN"); err != nil {
+	if c.ControllerToken, err = v.Secret("controller-token-file", "RECEIVER_CONTROLLER_TOKEN", "EDA_CONTROLLER_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ControllerPassword, err = cliconfig.Secret(v, "controller-password-file", "RECEIVER_CONTROLLER_PASSWORD", "EDA_CONTROLLER_PASSWORD"); err != nil {
+	if c.ControllerPassword, err = v.Secret("controller-password-file", "RECEIVER_CONTROLLER_PASSWORD", "EDA_CONTROLLER_PASSWORD"); err != nil {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)

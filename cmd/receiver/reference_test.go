@@ -2,12 +2,13 @@ package main
 
 import (
 	"flag"
-	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig/cliconfigtest"
 	"github.com/ocpv-dr/ocpv-dr/pkg/clidoc"
 	"github.com/ocpv-dr/ocpv-dr/pkg/receiver"
 )
@@ -121,4 +122,10 @@ func TestTokenPolicyAtStart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every flag of serve means the same on the command line, as RECEIVER_<FLAG>
+// and in the --config file.
+func TestEveryFlagThroughEverySource(t *testing.T) {
+	cliconfigtest.CheckEveryFlag(t, newServeCommand, "RECEIVER")
 }

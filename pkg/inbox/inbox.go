@@ -1,10 +1,44 @@
-// Package inbox is the receiver's durable event queue: a bbolt file written by
-// one group-commit goroutine, so that many concurrent webhook requests share
-// one fsync. An event is acknowledged only after the transaction that holds it
-// is on disk. The inbox also keeps the job records shown by /api/v1/jobs.
+// Package inbox is the receiver's durable event queue. Append acknowledges an
+// event once it is in the write-ahead log (wal.go) and synced: the first
+// caller that finds no sync running becomes the group-commit leader and
+// syncs every append queued meanwhile with one fdatasync, then hands the
+// lead to a waiting caller. An applier goroutine later writes the entries to
+// a bbolt file (inbox.db) in larger transactions. The inbox also keeps the
+// job records shown by /api/v1/jobs.
+//
+// Damaged state files, as Open finds them:
+//
+//   - inbox.db shorter than its meta page's high-water mark (page size ×
+//     pgid), without a valid meta page, or with a damaged b+tree page (wrong
+//     id or type, an element past its page, a page reached twice): Open
+//     refuses, before bbolt maps the file (a mapped page past the end of the
+//     file is a SIGBUS, and bbolt checks every page on a goroutine of its
+//     own at open, where a damaged page panics), with an error wrapping
+//     ErrDamaged that names the file and the two ways out: restore it from a
+//     backup, or move it aside to start with an empty store. Nothing is
+//     written.
+//   - inbox.db missing or empty while the WAL files exist: the store is
+//     rebuilt from every record the WAL holds (logged with their count and
+//     sequence range); these are dispatched again, since whether they had
+//     finished was recorded only in the lost store. The sequences below the
+//     first WAL record were only in the store: they are reported as lost.
+//   - A stored entry that does not decode, or whose key, state byte and
+//     header disagree, or a pending entry whose payload is not JSON: it is
+//     moved, raw bytes and reason kept, to the quarantine bucket, logged with
+//     its sequence, and the inbox starts without it.
+//   - WAL damage: a torn last record (a write cut short, never acknowledged)
+//     ends the log as before. A bad record that intact newer records follow
+//     was acknowledged: the records after it are replayed.
+//
+// Acknowledged events found in neither inbox.db nor the WAL (a damaged WAL
+// record, a store restored from an older backup, a lost store) are logged
+// by sequence range at error level and counted in
+// receiver_inbox_lost_events; quarantined entries in
+// receiver_inbox_quarantined_entries.
 package inbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -215,6 +249,11 @@ type Inbox struct {
 	stalled  []walRecord
 	attempts int                    // failed applies in a row (applier only)
 	health   atomic.Pointer[string] // why new events are refused; nil when healthy
+
+	// Found at open: entries kept in the quarantine bucket, and acknowledged
+	// events that neither bbolt nor the WAL held.
+	quarantined int
+	lostAtOpen  uint64
 }
 
 type metrics struct {
@@ -225,13 +264,49 @@ type metrics struct {
 	compacted prometheus.Counter
 	applyFail prometheus.Counter
 	stalledG  prometheus.GaugeFunc
+	quarantG  prometheus.Gauge
+	lostG     prometheus.Gauge
 }
 
-// Open opens (creating if needed) the inbox under opts.Dir.
+// Open opens (creating if needed) the inbox under opts.Dir. It refuses, with
+// an error wrapping ErrDamaged that names the file and what to do, a store
+// it cannot read safely; see the package comment for each kind of damage.
 func Open(opts Options) (*Inbox, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("inbox: state directory is empty")
 	}
+	opts = withDefaults(opts)
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("inbox: create state directory: %w", err)
+	}
+	path := filepath.Join(opts.Dir, "inbox.db")
+	emptyDB, err := checkDBFile(path)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inbox{
+		opts: opts, log: opts.Logger,
+		aops:    make(chan *op, 4*opts.MaxBatch),
+		urgent:  make(chan struct{}, 1),
+		notify:  make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		wstop:   make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	in.opPool.New = func() any { return &op{done: make(chan *op, 1)} }
+	if err := guardFile(path, func() error { return in.openDB(path) }); err != nil {
+		return nil, err
+	}
+	if err := guardFile(path, func() error { return in.openWAL(filepath.Join(opts.Dir, "inbox.wal"), emptyDB) }); err != nil {
+		_ = in.db.Close()
+		return nil, err
+	}
+	in.initMetrics(opts.Registerer)
+	go in.applier()
+	return in, nil
+}
+
+func withDefaults(opts Options) Options {
 	if opts.RetainAge <= 0 {
 		opts.RetainAge = 24 * time.Hour
 	}
@@ -250,10 +325,12 @@ func Open(opts Options) (*Inbox, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
-		return nil, fmt.Errorf("inbox: create state directory: %w", err)
-	}
-	path := filepath.Join(opts.Dir, "inbox.db")
+	return opts
+}
+
+// openDB opens the bbolt file (checked by checkDBFile), creates the buckets
+// and loads the indexes.
+func (in *Inbox) openDB(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:         5 * time.Second,
 		NoFreelistSync:  true,
@@ -261,18 +338,14 @@ func Open(opts Options) (*Inbox, error) {
 		InitialMmapSize: 64 << 20,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("inbox: open %s: %w", path, err)
+		return fmt.Errorf("inbox: open %s: %w", path, err)
 	}
-	in := &Inbox{
-		db: db, opts: opts, log: opts.Logger,
-		aops:    make(chan *op, 4*opts.MaxBatch),
-		urgent:  make(chan struct{}, 1),
-		notify:  make(chan struct{}, 1),
-		closing: make(chan struct{}),
-		wstop:   make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
-	in.opPool.New = func() any { return &op{done: make(chan *op, 1)} }
+	ok := false
+	defer func() { // also when a damaged page panics
+		if !ok {
+			_ = db.Close()
+		}
+	}()
 	if err := db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketEvents, bucketObjects, bucketJobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -281,19 +354,14 @@ func Open(opts Options) (*Inbox, error) {
 		}
 		return in.rebuild(tx)
 	}); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("inbox: initialise %s: %w", path, err)
+		return fmt.Errorf("inbox: initialise %s: %w", path, err)
 	}
-	if err := in.openWAL(filepath.Join(opts.Dir, "inbox.wal")); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	in.initMetrics(opts.Registerer)
-	go in.applier()
-	return in, nil
+	in.db, ok = db, true
+	return nil
 }
 
-// rebuild loads the in-memory indexes and counters from the file.
+// rebuild loads the in-memory indexes and counters from the file. Entries
+// that fail checkEntry are moved to the quarantine bucket.
 func (in *Inbox) rebuild(tx *bolt.Tx) error {
 	in.ids, in.objs, in.objsDirty = map[string]uint64{}, map[string]string{}, map[string]bool{}
 	in.pending.Store(0)
@@ -304,22 +372,49 @@ func (in *Inbox) rebuild(tx *bolt.Tx) error {
 	}); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketEvents).ForEach(func(_, v []byte) error {
-		e, err := decodeEntry(v, false)
+	var bad []badEntry
+	if err := tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		e, err := checkEntry(k, v)
 		if err != nil {
-			return err
+			bad = append(bad, badEntry{key: bytes.Clone(k), value: bytes.Clone(v), reason: err.Error()})
+			return nil
 		}
-		if e.State == StatePending {
-			in.pending.Add(1)
-		} else {
-			in.done.Add(1)
-		}
-		if e.ID != "" {
-			in.ids[e.ID] = e.Seq
-		}
-		in.noteObject(e.ObjectKey, e.ResourceVersion, e.Deleted)
+		in.index(e)
 		return nil
-	})
+	}); err != nil {
+		return err
+	}
+	if err := in.quarantine(tx, bad); err != nil {
+		return err
+	}
+	in.quarantined = countKeys(tx.Bucket(bucketQuarantine))
+	return nil
+}
+
+// countKeys counts a bucket's keys (Stats misses a write transaction's
+// uncommitted ones); a nil bucket has none.
+func countKeys(b *bolt.Bucket) int {
+	n := 0
+	if b != nil {
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+	}
+	return n
+}
+
+// index counts a stored entry and adds it to the dedupe indexes.
+func (in *Inbox) index(e *Entry) {
+	if e.State == StatePending {
+		in.pending.Add(1)
+	} else {
+		in.done.Add(1)
+	}
+	if e.ID != "" {
+		in.ids[e.ID] = e.Seq
+	}
+	in.noteObject(e.ObjectKey, e.ResourceVersion, e.Deleted)
 }
 
 // lastSeq is the highest sequence ever handed out that bbolt knows of.
@@ -371,9 +466,25 @@ func (in *Inbox) initMetrics(reg prometheus.Registerer) {
 		}
 		return 0
 	})
+	in.initDamageMetrics()
 	if reg != nil {
-		reg.MustRegister(in.m.depth, in.m.commits, in.m.batchSize, in.m.dropped, in.m.compacted, in.m.applyFail, in.m.stalledG)
+		reg.MustRegister(in.m.depth, in.m.commits, in.m.batchSize, in.m.dropped, in.m.compacted, in.m.applyFail, in.m.stalledG,
+			in.m.quarantG, in.m.lostG)
 	}
+}
+
+// initDamageMetrics creates the gauges of what Open found damaged.
+func (in *Inbox) initDamageMetrics() {
+	in.m.quarantG = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "receiver_inbox_quarantined_entries",
+		Help: "Stored entries found corrupt at start-up and moved to the quarantine bucket, where they are kept.",
+	})
+	in.m.quarantG.Set(float64(in.quarantined))
+	in.m.lostG = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "receiver_inbox_lost_events",
+		Help: "Acknowledged events found at start-up in neither the store nor the write-ahead log (damaged state files; the log names their sequences).",
+	})
+	in.m.lostG.Set(float64(in.lostAtOpen))
 }
 
 // Notify returns a channel that receives a value after new entries were
@@ -1076,22 +1187,30 @@ func encodeEntry(e *Entry) ([]byte, error) {
 }
 
 func decodeEntry(v []byte, withPayload bool) (*Entry, error) {
-	if len(v) < 2 {
-		return nil, errors.New("inbox: short entry")
+	h, payload, err := splitEntry(v)
+	if err != nil {
+		return nil, err
 	}
-	n, w := binary.Uvarint(v[1:])
-	if w <= 0 || 1+w+int(n) > len(v) {
-		return nil, errors.New("inbox: corrupt entry header")
-	}
-	h := v[1+w : 1+w+int(n)]
 	var e Entry
 	if err := json.Unmarshal(h, &e); err != nil {
 		return nil, fmt.Errorf("inbox: decode entry: %w", err)
 	}
 	if withPayload {
-		e.Payload = append(json.RawMessage(nil), v[1+w+int(n):]...)
+		e.Payload = append(json.RawMessage(nil), payload...)
 	}
 	return &e, nil
+}
+
+// splitEntry returns a stored value's JSON header and payload.
+func splitEntry(v []byte) (header, payload []byte, err error) {
+	if len(v) < 2 {
+		return nil, nil, errors.New("inbox: short entry")
+	}
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || n > uint64(len(v)) || 1+w+int(n) > len(v) {
+		return nil, nil, errors.New("inbox: corrupt entry header")
+	}
+	return v[1+w : 1+w+int(n)], v[1+w+int(n):], nil
 }
 
 func stateByte(s string) byte {

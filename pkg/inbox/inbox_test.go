@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 )
 
 func open(t *testing.T, dir string, opts Options) *Inbox {
@@ -341,7 +340,7 @@ func TestAcknowledgedEventsSurviveACrashBeforeApply(t *testing.T) {
 	wal := filepath.Join(torn, "inbox.wal.0")
 	b, _ := os.ReadFile(wal)
 	end := 0
-	for _, rec := range readWAL(b, zap.NewNop(), wal) {
+	for _, rec := range readWAL(b, 0).recs {
 		end += 16 + len(rec.value)
 	}
 	b[end-3] ^= 0xff
