@@ -31,6 +31,9 @@ func repoRoot(t *testing.T) string {
 // receiverBin is the receiver `make build` put into .cache/bin.
 func receiverBin(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the built receiver and root (fault suite; runs in `make test`)")
+	}
 	p := filepath.Join(repoRoot(t), ".cache", "bin", "receiver")
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("%s is missing: run `make build` (make test does): %v", p, err)
