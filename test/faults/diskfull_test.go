@@ -17,6 +17,7 @@ import (
 // lives on it) and returns its path. It needs root, as CI has.
 func smallDisk(t *testing.T, size int64) string {
 	t.Helper()
+	receiverBin(t) // the suite's tier check
 	if os.Geteuid() != 0 {
 		t.Fatal("the fault suite mounts small filesystems and needs root (CI runs as root)")
 	}
