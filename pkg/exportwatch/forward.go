@@ -133,7 +133,8 @@ func Forward(ctx context.Context, w *Watcher, post Poster, server, cluster strin
 			case err == nil:
 				log.Info("directory change delivered", zap.String("dir", c.Dir), zap.Int("changes", c.Changes), zap.Bool("rescan", c.Rescan))
 			case errors.As(err, &perm):
-				log.Error("endpoint rejected a directory change; not retried", zap.String("dir", c.Dir), zap.Int("status", perm.Status), zap.String("response", perm.Body))
+				log.Error("endpoint rejected a directory change; not retried", zap.String("dir", c.Dir), zap.String("reason", perm.Reason),
+					zap.Int("status", perm.Status), zap.String("response", perm.Body))
 			default:
 				return <-werr
 			}

@@ -55,13 +55,22 @@ type Config struct {
 	CRDPollInterval    time.Duration
 	MetricsAddr        string
 
-	LeaderElect    bool
+	LeaderElect bool
+	// LeaseNamespace is the forwarder's own namespace: it holds the Lease
+	// and the tombstone ConfigMap (default POD_NAMESPACE; empty: deletions
+	// are not kept across restarts).
 	LeaseNamespace string
 	LeaseName      string
 	Identity       string
 	LeaseDuration  time.Duration
 	RenewDeadline  time.Duration
 	RetryPeriod    time.Duration
+
+	// TombstoneConfigMap keeps the deletions the receiver has not
+	// acknowledged across restarts and handovers (default LeaseName +
+	// "-tombstones"); MaxTombstones bounds it (default 1000, oldest dropped).
+	TombstoneConfigMap string
+	MaxTombstones      int
 }
 
 // Defaults fills unset fields. The lease timings are OpenShift's
@@ -98,6 +107,12 @@ func (c *Config) Defaults() {
 	if c.RetryPeriod == 0 {
 		c.RetryPeriod = 26 * time.Second
 	}
+	if c.TombstoneConfigMap == "" {
+		c.TombstoneConfigMap = c.LeaseName + "-tombstones"
+	}
+	if c.MaxTombstones == 0 {
+		c.MaxTombstones = 1000
+	}
 }
 
 // Validate lists every problem with the configuration.
@@ -113,6 +128,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 64 {
 		errs = append(errs, fmt.Errorf("workers %d out of range 1..64", c.Workers))
+	}
+	if c.MaxTombstones < 0 || c.MaxTombstones > 10000 {
+		errs = append(errs, fmt.Errorf("max tombstones %d out of range 1..10000", c.MaxTombstones))
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
@@ -148,16 +166,13 @@ type Forwarder struct {
 	m       *metrics
 	send    *sender.Sender
 	pend    *pending
+	tomb    *tombstones
 	ready   atomic.Bool
 	started chan struct{}
 }
 
 // New builds a Forwarder for the cluster restCfg points at.
 func New(cfg Config, restCfg *rest.Config, log *zap.Logger, reg Registry) (*Forwarder, error) {
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("forwarder config: %w", err)
-	}
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -165,6 +180,20 @@ func New(cfg Config, restCfg *rest.Config, log *zap.Logger, reg Registry) (*Forw
 	dyn, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	f, err := NewForClients(cfg, cs, dyn, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	f.rest = restCfg
+	return f, nil
+}
+
+// NewForClients builds a Forwarder on the given clients (fakes in tests).
+func NewForClients(cfg Config, cs kubernetes.Interface, dyn dynamic.Interface, log *zap.Logger, reg Registry) (*Forwarder, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("forwarder config: %w", err)
 	}
 	sm, err := sender.NewMetrics(reg, "forwarder")
 	if err != nil {
@@ -174,10 +203,12 @@ func New(cfg Config, restCfg *rest.Config, log *zap.Logger, reg Registry) (*Forw
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{cfg: cfg, rest: restCfg, cs: cs, dyn: dyn, disc: cs.Discovery(), log: log, reg: reg, send: snd, pend: newPending(), started: make(chan struct{})}
-	if f.m, err = newMetrics(reg, f.pend.depth); err != nil {
+	f := &Forwarder{cfg: cfg, cs: cs, dyn: dyn, disc: cs.Discovery(), log: log, reg: reg, send: snd, pend: newPending(), started: make(chan struct{})}
+	if f.m, err = newMetrics(reg, f.pend.depth, func() int { return f.tomb.len() }); err != nil {
 		return nil, err
 	}
+	f.tomb = newTombstones(cs, cfg.LeaseNamespace, cfg.TombstoneConfigMap, cfg.MaxTombstones, log, f.m)
+	f.tomb.adopt = f.resend
 	return f, nil
 }
 
@@ -232,7 +263,11 @@ func (f *Forwarder) runLeaderElected(ctx context.Context) error {
 		Client:     f.cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: f.cfg.Identity},
 	}
-	var watchErr error
+	var (
+		watchErr error
+		term     sync.Once // taken by the term, or by Run returning first
+		termDone = make(chan struct{})
+	)
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -244,6 +279,12 @@ func (f *Forwarder) runLeaderElected(ctx context.Context) error {
 		Name:            f.cfg.LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(c context.Context) {
+				leading := false
+				term.Do(func() { leading = true })
+				if !leading {
+					return // Run already returned
+				}
+				defer close(termDone)
 				f.log.Info("became leader", zap.String("identity", f.cfg.Identity))
 				watchErr = f.watch(c)
 				cancel()
@@ -258,6 +299,10 @@ func (f *Forwarder) runLeaderElected(ctx context.Context) error {
 		return fmt.Errorf("leader election: %w", err)
 	}
 	le.Run(lctx)
+	// client-go starts the term in a goroutine: wait for its drain (pending
+	// events, tombstone write) before the process may exit.
+	term.Do(func() { close(termDone) })
+	<-termDone
 	if ctx.Err() == nil && watchErr == nil {
 		return errors.New("lost leadership")
 	}
@@ -273,6 +318,9 @@ func (f *Forwarder) watch(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f.worker(sendCtx) }()
 	}
+	f.resendTombstones(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); f.tomb.run(sendCtx) }()
 
 	factory := informers.NewSharedInformerFactoryWithOptions(f.cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = f.cfg.PVLabelSelector
@@ -306,20 +354,61 @@ func (f *Forwarder) watch(ctx context.Context) error {
 	return f.drain(ctx, &wg, stopSending)
 }
 
-// drain gives pending events FlushTimeout to go out, then stops the workers.
+// drain gives pending events FlushTimeout to go out, stops the workers and
+// writes the tombstones of the deletions still unacknowledged.
 func (f *Forwarder) drain(_ context.Context, wg *sync.WaitGroup, stopSending context.CancelFunc) error {
 	deadline := time.Now().Add(f.cfg.FlushTimeout)
 	for f.pend.depth() > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	left := f.pend.depth()
 	stopSending()
 	f.pend.shutdown()
 	wg.Wait()
-	if left > 0 {
-		f.log.Warn("shutting down with undelivered events; they are sent again as initial state after restart", zap.Int("objects", left))
-	}
+	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := f.tomb.flush(fctx)
+	f.logUndelivered(f.pend.depth(), f.pend.count(event.Deleted), f.tomb.persistent() && err == nil, err)
 	return nil
+}
+
+// logUndelivered says what becomes of the events still pending at shutdown:
+// objects that exist are listed again (initial state) by the next instance;
+// deletions survive only in the tombstone ConfigMap.
+func (f *Forwarder) logUndelivered(objects, deletions int, durable bool, err error) {
+	if objects == 0 {
+		return
+	}
+	fields := []zap.Field{zap.Int("objects", objects), zap.Int("deletions", deletions),
+		zap.String("configMap", f.cfg.LeaseNamespace+"/"+f.cfg.TombstoneConfigMap)}
+	switch {
+	case deletions == 0:
+		f.log.Warn("shutting down with undelivered events: the next instance sends these objects again as initial state", fields...)
+		return
+	case durable:
+		f.log.Warn("shutting down with undelivered events: the next instance sends existing objects as initial state and the deletions from the tombstone ConfigMap", fields...)
+		return
+	}
+	f.log.Error("shutting down with undelivered events: existing objects are sent again as initial state after restart, but these deletions are lost (tombstone ConfigMap off or not written)",
+		append(fields, zap.Error(err))...)
+}
+
+// resendTombstones queues again the deletions a previous instance (or term)
+// left unacknowledged.
+func (f *Forwarder) resendTombstones(ctx context.Context) {
+	list := f.tomb.load(ctx)
+	if len(list) == 0 {
+		return
+	}
+	f.log.Info("re-sending deletions not acknowledged before the last restart or handover", zap.Int("deletions", len(list)),
+		zap.String("configMap", f.cfg.LeaseNamespace+"/"+f.cfg.TombstoneConfigMap))
+	for _, t := range list {
+		f.resend(t)
+	}
+}
+
+// resend queues a tombstone's DELETED event unless something newer waits.
+func (f *Forwarder) resend(t Tombstone) {
+	f.pend.putIfAbsent(t.Key, item{payload: t.Payload, typ: event.Deleted})
 }
 
 // watchSnapshots starts the VolumeSnapshot informer once the CRD is served,
@@ -444,7 +533,12 @@ func (f *Forwarder) enqueue(kind, apiVersion, typ string, obj any, initial bool,
 		f.m.failures.WithLabelValues("encode").Inc()
 		return
 	}
-	if f.pend.put(kind+"/"+string(m.GetUID()), item{payload: body, typ: typ}) {
+	key := kind + "/" + string(m.GetUID())
+	if typ == event.Deleted {
+		f.tomb.add(Tombstone{Key: key, Kind: kind, Cluster: f.cfg.ClusterName, UID: string(m.GetUID()), Namespace: m.GetNamespace(),
+			Name: m.GetName(), DeletedAt: p.ObservedAt, Payload: body})
+	}
+	if f.pend.put(key, item{payload: body, typ: typ}) {
 		f.m.coalesced.Inc()
 	}
 }
@@ -461,15 +555,29 @@ func (f *Forwarder) worker(ctx context.Context) {
 		case err == nil:
 			f.m.sent.Inc()
 			f.m.lastSuccess.SetToCurrentTime()
+			f.acknowledged(key, it)
 		case errors.As(err, &perm):
 			f.m.failures.WithLabelValues("rejected").Inc()
-			f.log.Error("endpoint rejected an event; not retried", zap.String("object", key), zap.Int("status", perm.Status), zap.String("response", perm.Body))
+			f.log.Error("endpoint rejected an event; not retried", zap.String("object", key), zap.String("type", it.typ),
+				zap.String("reason", perm.Reason), zap.Int("status", perm.Status), zap.String("response", perm.Body))
+			if perm.Reason != sender.ReasonRedirect {
+				// The receiver judged the event; a redirect is fixed in
+				// --webhook-url, and the restart re-sends the tombstone.
+				f.acknowledged(key, it)
+			}
 		default:
 			// Shutting down: keep it for the count of undelivered events.
 			f.pend.requeue(key, it)
 			f.m.failures.WithLabelValues("shutdown").Inc()
 		}
 		f.pend.done(key)
+	}
+}
+
+// acknowledged forgets the tombstone of a deletion the receiver answered.
+func (f *Forwarder) acknowledged(key string, it item) {
+	if it.typ == event.Deleted {
+		f.tomb.remove(key)
 	}
 }
 

@@ -79,3 +79,28 @@ func (p *pending) depth() int {
 }
 
 func (p *pending) shutdown() { p.queue.ShutDown() }
+
+// count is the number of objects whose unsent state is of type typ.
+func (p *pending) count(typ string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, it := range p.items {
+		if it.typ == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// putIfAbsent schedules it unless key already has an unsent state.
+func (p *pending) putIfAbsent(key string, it item) {
+	p.mu.Lock()
+	if _, ok := p.items[key]; ok {
+		p.mu.Unlock()
+		return
+	}
+	p.items[key] = it
+	p.mu.Unlock()
+	p.queue.Add(key)
+}

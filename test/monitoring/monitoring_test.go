@@ -80,44 +80,73 @@ func TestAlertRules(t *testing.T) {
 	// Every alert the issue names is there.
 	rules := string(read(t, "deploy/monitoring/prometheusrule.yaml"))
 	for _, a := range []string{"OcpdrForwarderCannotDeliver", "OcpdrReceiverBacklogGrowing", "OcpdrJobFailureRate",
-		"OcpdrPeriodicSyncNotRun", "OcpdrPeriodicSyncDiscrepancies"} {
+		"OcpdrPeriodicSyncNotRun", "OcpdrPeriodicSyncDiscrepancies",
+		"OcpdrForwarderUndeliverableEvents", "OcpdrExportWatchUndeliverableEvents"} {
 		if !strings.Contains(rules, "alert: "+a+"\n") {
 			t.Errorf("alert %s missing", a)
 		}
 	}
 }
 
+// goSources calls fn with every non-test Go file under the given top-level
+// directories.
+func goSources(t *testing.T, fn func(string), dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		err := filepath.Walk(filepath.Join(root(), d), func(p string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err == nil {
+				fn(string(b))
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// senderSubsystems lists the subsystems pkg/sender's metrics are created
+// under: the second argument of every sender.NewMetrics call.
+func senderSubsystems(t *testing.T) []string {
+	t.Helper()
+	var subs []string
+	call := regexp.MustCompile(`sender\.NewMetrics\([^,]+,\s*"([a-z_]+)"\)`)
+	goSources(t, func(src string) {
+		for _, m := range call.FindAllStringSubmatch(src, -1) {
+			subs = append(subs, m[1])
+		}
+	}, "pkg", "cmd")
+	return subs
+}
+
 // exported lists the metric names the project exports: Go collectors with
 // Namespace/Subsystem/Name (receiver ones get the ocpdr_ prefix from the
-// receiver's registerer) and the periodic sync's textfile metrics.
+// receiver's registerer; pkg/sender's get each caller's subsystem) and the
+// periodic sync's textfile metrics.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
 	full := regexp.MustCompile(`Namespace:\s*"ocpdr",\s*Subsystem:\s*(?:"([a-z_]+)"|subsystem),\s*Name:\s*"([a-z_]+)"`)
 	recv := regexp.MustCompile(`Name:\s*"(receiver_[a-z_]+)"`)
-	err := filepath.Walk(filepath.Join(root(), "pkg"), func(p string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, m := range full.FindAllStringSubmatch(string(b), -1) {
-			if m[1] == "" {
-				// pkg/sender takes its subsystem from the caller: forwarder.
-				m[1] = "forwarder"
+	subs := senderSubsystems(t)
+	goSources(t, func(src string) {
+		for _, m := range full.FindAllStringSubmatch(src, -1) {
+			if m[1] != "" {
+				names["ocpdr_"+m[1]+"_"+m[2]] = true
+				continue
 			}
-			names["ocpdr_"+m[1]+"_"+m[2]] = true
+			for _, sub := range subs {
+				names["ocpdr_"+sub+"_"+m[2]] = true
+			}
 		}
-		for _, m := range recv.FindAllStringSubmatch(string(b), -1) {
+		for _, m := range recv.FindAllStringSubmatch(src, -1) {
 			names["ocpdr_"+m[1]] = true
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, "pkg")
 	for _, m := range regexp.MustCompile(`(?m)^\s*(ocpdr_periodic_sync_[a-z_]+)[ {]`).FindAllStringSubmatch(string(read(t, "roles/periodic_storage_sync/tasks/main.yml")), -1) {
 		names[m[1]] = true
 	}
@@ -127,7 +156,8 @@ func exported(t *testing.T) map[string]bool {
 func TestMetricNamesExist(t *testing.T) {
 	names := exported(t)
 	for _, want := range []string{"ocpdr_forwarder_queue_depth", "ocpdr_receiver_inbox_depth", "ocpdr_receiver_replication_lag_seconds",
-		"ocpdr_exportwatch_queue_overflows_total", "ocpdr_periodic_sync_last_run_timestamp_seconds"} {
+		"ocpdr_exportwatch_queue_overflows_total", "ocpdr_periodic_sync_last_run_timestamp_seconds",
+		"ocpdr_forwarder_undeliverable_events_total", "ocpdr_exportwatch_undeliverable_events_total"} {
 		if !names[want] {
 			t.Fatalf("metric scan did not find %s (found %d names): the scan is broken", want, len(names))
 		}
@@ -175,5 +205,45 @@ func TestMetricNamesExist(t *testing.T) {
 				t.Errorf("%s uses %s, which nothing exports", where, m)
 			}
 		}
+	}
+}
+
+// Every runbook_url of an alert names a runbook in this repository's
+// docs/runbooks that exists.
+func TestRunbooksExist(t *testing.T) {
+	var pr struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert       string            `json:"alert"`
+					Annotations map[string]string `json:"annotations"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(read(t, "deploy/monitoring/prometheusrule.yaml"), &pr); err != nil {
+		t.Fatal(err)
+	}
+	const prefix = "https://github.com/ocpv-dr/ocpv-dr/blob/main/"
+	n := 0
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			u, ok := r.Annotations["runbook_url"]
+			if !ok {
+				continue
+			}
+			n++
+			rel, found := strings.CutPrefix(u, prefix)
+			if !found || !strings.HasPrefix(rel, "docs/runbooks/") {
+				t.Errorf("alert %s: runbook_url %s is not %sdocs/runbooks/...", r.Alert, u, prefix)
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root(), rel)); err != nil {
+				t.Errorf("alert %s: runbook %s: %v", r.Alert, rel, err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no alert has a runbook_url")
 	}
 }
