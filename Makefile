@@ -11,6 +11,13 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 45m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ocpv-dr/ocpv-dr/pkg/version.Version=$(VERSION)
+# What `make build` builds; each binary is named after its package's directory.
+BUILD_PKGS := ./cmd/forwarder ./cmd/receiver ./test/lab/labctl ./test/sim/cmd/labsim ./test/demo
+BINARIES := $(notdir $(BUILD_PKGS))
+# Tracked and new (not ignored) Go files that exist in the work tree.
+GOFILES = $(wildcard $(shell git ls-files -co --exclude-standard '*.go'))
+# Flags of the fast tier's `go test -short` (cached: no -count=1).
+CHECK_TEST_FLAGS ?= -timeout 15m
 
 .PHONY: help
 help: ## Show this help
@@ -25,20 +32,39 @@ tools: ## Build the lab's kube-apiserver, kube-controller-manager, etcd and vers
 	@bash test/lab/build-tools.sh
 
 .PHONY: build
-build: ## Build forwarder, receiver and labctl into .cache/bin
+build: ## Build forwarder, receiver, labctl, labsim and demo into .cache/bin
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/forwarder ./cmd/receiver ./test/lab/labctl ./test/sim/cmd/labsim ./test/demo
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ $(BUILD_PKGS)
 
 .PHONY: fmt
-fmt: ## Format Go code
-	gofmt -w $$(git ls-files '*.go')
+fmt: ## Format Go code (gofmt, then goimports grouping when the Go module proxy serves it)
+	gofmt -w $(GOFILES)
+	@GO=$(GO) bash hack/goimports.sh fix
 
-.PHONY: lint
-lint: deps ## gofmt, go vet, yamllint, ansible-lint (production profile)
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+# lint's parts are separate targets so that `make -k check` reports every failure.
+.PHONY: lint lint-gofmt lint-imports lint-vet lint-yaml lint-ansible
+lint: lint-gofmt lint-imports lint-vet lint-yaml lint-ansible ## gofmt, goimports grouping, go vet, yamllint, ansible-lint (production profile)
+
+lint-gofmt:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed (make fmt):"; echo "$$out"; exit 1; fi
+
+lint-imports:
+	@GO=$(GO) bash hack/goimports.sh check
+
+lint-vet:
 	$(GO) vet ./...
+
+lint-yaml: deps
 	yamllint -s .
+
+lint-ansible: deps
 	bash hack/ansible-lint.sh
+
+.PHONY: check check-unit
+check: lint check-unit ## Fast tier, no lab: lint and `go test -short` (`make -k check` reports every failure)
+
+check-unit:
+	$(GO) test -short $(CHECK_TEST_FLAGS) ./...
 
 .PHONY: test-unit
 test-unit: ## Go unit tests (no lab)
@@ -49,7 +75,7 @@ test-go: deps tools build ## Every Go test, including the ones against the lab
 	$(GO) test $(GOTEST_FLAGS) ./...
 
 .PHONY: test
-test: deps tools build lint test-go ## Everything: lint, unit, lab integration, Ansible and e2e tests
+test: deps tools build check test-go ## Everything: check (lint, unit), then lab integration, Ansible and e2e tests
 
 .PHONY: lab-up
 lab-up: deps tools build ## Start the two-site lab in the background (.lab/env, .lab/inventory.ini)
@@ -82,5 +108,5 @@ bench: deps tools build ## Run the benchmarks and write BENCHMARKS.md
 	@bash test/bench/run.sh
 
 .PHONY: clean
-clean: lab-down ## Remove build outputs (keeps the tool cache)
-	rm -f $(BIN)/forwarder $(BIN)/receiver $(BIN)/labctl
+clean: lab-down ## Remove what `make build` writes (keeps the tool cache)
+	rm -f $(addprefix $(BIN)/,$(BINARIES))

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"github.com/ocpv-dr/ocpv-dr/pkg/forwarder"
 	"github.com/ocpv-dr/ocpv-dr/pkg/sender"
 	"github.com/ocpv-dr/ocpv-dr/pkg/signature"

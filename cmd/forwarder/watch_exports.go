@@ -3,11 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"github.com/ocpv-dr/ocpv-dr/pkg/exportwatch"
 	"github.com/ocpv-dr/ocpv-dr/pkg/sender"
 )

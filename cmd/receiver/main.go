@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"github.com/ocpv-dr/ocpv-dr/pkg/receiver"
 	"github.com/ocpv-dr/ocpv-dr/pkg/rulebookcmd"
 	"github.com/ocpv-dr/ocpv-dr/pkg/signature"

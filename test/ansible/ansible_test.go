@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,36 +27,6 @@ func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
 type result struct {
 	out string
 	err error
-}
-
-// play runs a playbook from the repository root with the lab inventory and
-// extra vars from a JSON file.
-func play(t *testing.T, l *lab.Lab, playbook string, vars map[string]any, extra ...string) result {
-	t.Helper()
-	root, err := lab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(vars)
-	vf := filepath.Join(t.TempDir(), "vars.json")
-	if err := os.WriteFile(vf, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := append([]string{"-i", l.Inventory, playbook, "-e", "@" + vf}, extra...)
-	cmd := exec.Command("ansible-playbook", args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=")
-	out, err := cmd.CombinedOutput()
-	return result{string(out), err}
-}
-
-func mustPlay(t *testing.T, l *lab.Lab, playbook string, vars map[string]any, extra ...string) string {
-	t.Helper()
-	r := play(t, l, playbook, vars, extra...)
-	if r.err != nil {
-		t.Fatalf("%s: %v\n%s", playbook, r.err, tailLines(r.out, 40))
-	}
-	return r.out
 }
 
 func tailLines(s string, n int) string {
@@ -145,12 +114,12 @@ func TestEventSyncAndArchive(t *testing.T) {
 		{nfsPV("ev-nfs", l.Primary.NFSHost, filepath.Join(p, "ev-nfs")), filepath.Join(p, "ev-nfs"), filepath.Join(d, "ev-nfs")},
 		{csiPV("ev-csi", l.Primary.NFSHost, filepath.Join(p, "csi-share"), "pvc-123"), filepath.Join(p, "csi-share", "pvc-123"), filepath.Join(d, "csi-share", "pvc-123")},
 	} {
-		out := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": tc.pv})
+		out := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": tc.pv})
 		if !strings.Contains(out, "synced") {
 			t.Errorf("output does not report synced:\n%s", tailLines(out, 20))
 		}
 		sameTree(t, tc.src, tc.dst)
-		again := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": tc.pv})
+		again := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": tc.pv})
 		if !strings.Contains(again, "changed=0") {
 			t.Errorf("second sync reported changes:\n%s", tailLines(again, 5))
 		}
@@ -160,7 +129,7 @@ func TestEventSyncAndArchive(t *testing.T) {
 	}
 
 	// Delete archives, keeping the data.
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": nfsPV("ev-nfs", l.Primary.NFSHost, filepath.Join(p, "ev-nfs"))})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": nfsPV("ev-nfs", l.Primary.NFSHost, filepath.Join(p, "ev-nfs"))})
 	if _, err := os.Stat(filepath.Join(d, "ev-nfs")); !os.IsNotExist(err) {
 		t.Fatal("DR copy still in place after delete")
 	}
@@ -190,12 +159,11 @@ func TestHostilePVsAreRefused(t *testing.T) {
 		{"root-itself", l.Primary.NFSHost, p},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("hostile-"+tc.name, tc.server, tc.path)})
+			out := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("hostile-"+tc.name, tc.server, tc.path)})
 			if !strings.Contains(out, ": refused") {
 				t.Errorf("not refused:\n%s", tailLines(out, 25))
 			}
-			r := play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("hostile-"+tc.name, tc.server, tc.path), "nfs_sync_on_event_fail_on_refused": true})
-			if r.err == nil {
+			if _, err := l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("hostile-"+tc.name, tc.server, tc.path), "nfs_sync_on_event_fail_on_refused": true}); err == nil {
 				t.Error("fail_on_refused did not fail the job")
 			}
 		})
@@ -217,19 +185,19 @@ func TestEmptyOrMissingPrimaryKeepsDR(t *testing.T) {
 	src := filepath.Join(l.Primary.ExportRoot, "guard")
 	writeFile(t, filepath.Join(src, "disk.img"), "precious")
 	pv := nfsPV("guard", l.Primary.NFSHost, src)
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
 	dst := filepath.Join(l.DR.ExportRoot, "guard", "disk.img")
 	if err := os.Remove(filepath.Join(src, "disk.img")); err != nil {
 		t.Fatal(err)
 	}
-	out := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+	out := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
 	if !strings.Contains(out, "empty while the DR copy") {
 		t.Errorf("empty primary not refused:\n%s", tailLines(out, 20))
 	}
 	if err := os.RemoveAll(src); err != nil {
 		t.Fatal(err)
 	}
-	out = mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+	out = l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
 	if !strings.Contains(out, "is missing") {
 		t.Errorf("missing primary not refused:\n%s", tailLines(out, 20))
 	}
@@ -253,7 +221,8 @@ func TestConcurrentSyncsDoNotInterleave(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			res[i] = play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+			out, err := l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+			res[i] = result{out, err}
 		}(i)
 	}
 	wg.Wait()
@@ -278,7 +247,7 @@ func TestSnapshotMetadata(t *testing.T) {
 		"spec":     map[string]any{"source": map[string]any{"persistentVolumeClaimName": "disk"}, "volumeSnapshotClassName": "csi-nfs"},
 		"status":   map[string]any{"readyToUse": true, "restoreSize": "10Gi", "boundVolumeSnapshotContentName": "snapcontent-1"}}
 	doc := filepath.Join(l.DR.ExportRoot, ".ocpdr-metadata", "snapshots", "ns-a", "snap-a.json")
-	mustPlay(t, l, "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": vs})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": vs})
 	b, err := os.ReadFile(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -292,17 +261,17 @@ func TestSnapshotMetadata(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
 		}
 	}
-	again := mustPlay(t, l, "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": vs})
+	again := l.MustPlaybook(t, "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": vs})
 	if !strings.Contains(again, "changed=0") {
 		t.Errorf("re-recording an unchanged snapshot reported a change")
 	}
-	mustPlay(t, l, "playbooks/event_driven/handle_snapshot_delete.yml", map[string]any{"snapshot_object": vs})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_snapshot_delete.yml", map[string]any{"snapshot_object": vs})
 	if _, err := os.Stat(doc); !os.IsNotExist(err) {
 		t.Fatal("metadata still present after delete")
 	}
-	if r := play(t, l, "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": map[string]any{"kind": "PersistentVolume"}}); r.err == nil ||
-		!strings.Contains(r.out, "needs snapshot_object") {
-		t.Errorf("a wrong object was not rejected with a clear message:\n%s", tailLines(r.out, 10))
+	if out, err := l.Playbook(t.Context(), "playbooks/event_driven/handle_snapshot_sync.yml", map[string]any{"snapshot_object": map[string]any{"kind": "PersistentVolume"}}); err == nil ||
+		!strings.Contains(out, "needs snapshot_object") {
+		t.Errorf("a wrong object was not rejected with a clear message:\n%s", tailLines(out, 10))
 	}
 }
 
@@ -384,7 +353,7 @@ func TestPeriodicSync(t *testing.T) {
 	reports := t.TempDir()
 	vars := map[string]any{"ocpdr_report_dir": reports}
 	start := time.Now()
-	mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	t.Logf("first periodic sync of 50 PVs: %s", time.Since(start))
 	r := readReport(t, reports)
 	st := statusOf(r)
@@ -409,7 +378,7 @@ func TestPeriodicSync(t *testing.T) {
 
 	// Check mode first: nothing changes at DR.
 	before, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, "periodic", "vol03", "f0"))
-	mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars, "--check")
+	l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", vars, "--check")
 	after, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, "periodic", "vol03", "f0"))
 	if !bytes.Equal(before, after) {
 		t.Fatal("check mode changed data at DR")
@@ -419,7 +388,7 @@ func TestPeriodicSync(t *testing.T) {
 	}
 
 	time.Sleep(1100 * time.Millisecond) // distinct report timestamp
-	mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	r = readReport(t, reports)
 	st = statusOf(r)
 	if st["per-50"] != "synced" || st["per-03"] != "synced" {
@@ -461,7 +430,7 @@ func TestGroupVarsApplyWithAnyInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Remove(pb)
-	out := mustPlay(t, l, pb, map[string]any{})
+	out := l.MustPlaybook(t, pb, map[string]any{})
 	if !strings.Contains(out, "classes=nfs-dynamic par=8") {
 		t.Fatalf("group_vars/all.yml did not apply:\n%s", tailLines(out, 15))
 	}

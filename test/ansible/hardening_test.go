@@ -34,9 +34,9 @@ func TestParentSyncKeepsDRInternalNames(t *testing.T) {
 	for _, vars := range []map[string]any{
 		{"pv_object": nfsPV("nest", l.Primary.NFSHost, filepath.Join(p, "nest"))},
 	} {
-		mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", vars)
+		l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", vars)
 	}
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_path_sync.yml", map[string]any{"nfs_path_object": map[string]any{
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_path_sync.yml", map[string]any{"nfs_path_object": map[string]any{
 		"kind": "NFSDirectory", "server": l.Primary.NFSHost, "path": filepath.Join(p, "nest")}})
 	for _, f := range []string{archive, hidden} {
 		if b, err := os.ReadFile(f); err != nil || len(b) == 0 {
@@ -51,9 +51,9 @@ func TestParentSyncKeepsDRInternalNames(t *testing.T) {
 		filepath.Join(p, "nest", "archived-x-20260101T000000Z"),
 		filepath.Join(p, "nest", ".ocpdr-points"),
 	} {
-		r := play(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("reserved", l.Primary.NFSHost, path)})
-		if !strings.Contains(r.out, "reserved for DR") {
-			t.Errorf("PV at %s not refused as reserved:\n%s", path, tailLines(r.out, 15))
+		out, _ := l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": nfsPV("reserved", l.Primary.NFSHost, path)})
+		if !strings.Contains(out, "reserved for DR") {
+			t.Errorf("PV at %s not refused as reserved:\n%s", path, tailLines(out, 15))
 		}
 	}
 }
@@ -72,7 +72,7 @@ func TestPeriodicSyncRefusesNestedPVs(t *testing.T) {
 		t.Cleanup(func() { _ = cs.CoreV1().PersistentVolumes().Delete(ctx, name, metav1.DeleteOptions{}) })
 	}
 	reports := t.TempDir()
-	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", map[string]any{"ocpdr_report_dir": reports})
+	_, _ = l.Playbook(t.Context(), "playbooks/scheduled/execute_periodic_sync.yml", map[string]any{"ocpdr_report_dir": reports})
 	st := statusOf(readReport(t, reports))
 	for name, want := range map[string]string{"nest-outer": "refused", "nest-inner": "refused", "nest-sibling": "synced"} {
 		if st[name] != want {
@@ -92,7 +92,7 @@ func TestPeriodicSyncHoldsMassDeletion(t *testing.T) {
 	}
 	reports := t.TempDir()
 	vars := map[string]any{"ocpdr_report_dir": reports}
-	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	_, _ = l.Playbook(t.Context(), "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	held := snapshotStatuses(t, reports, "hold-test")
 	if len(held) != 4 || held["snap-0"] != "held" {
 		t.Fatalf("records without snapshots at the primary: %v, want 4 held", held)
@@ -101,7 +101,7 @@ func TestPeriodicSyncHoldsMassDeletion(t *testing.T) {
 		t.Fatalf("%d of 4 metadata records left after an unconfirmed mass deletion", len(m))
 	}
 	vars["periodic_storage_sync_confirm_deletes"] = true
-	_ = play(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	_, _ = l.Playbook(t.Context(), "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	if m, _ := filepath.Glob(filepath.Join(meta, "*.json")); len(m) != 0 {
 		t.Errorf("confirmed deletion left %v", m)
 	}
@@ -151,13 +151,13 @@ func TestDeleteEventChecksThePrimary(t *testing.T) {
 	dir := filepath.Join(l.Primary.ExportRoot, "live-pv")
 	writeFile(t, filepath.Join(dir, "disk.img"), "live data")
 	pv := nfsPV("live-pv", l.Primary.NFSHost, dir)
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
 	createPV(ctx, t, cs, "live-pv", l.Primary.NFSHost, dir, "nfs-dynamic")
 	drCopy := filepath.Join(l.DR.ExportRoot, "live-pv", "disk.img")
 
-	r := play(t, l, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
-	if r.err == nil || !strings.Contains(r.out, "still exists on the primary") {
-		t.Errorf("a DELETED event for a live PV was not refused:\n%s", tailLines(r.out, 15))
+	out, err := l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
+	if err == nil || !strings.Contains(out, "still exists on the primary") {
+		t.Errorf("a DELETED event for a live PV was not refused:\n%s", tailLines(out, 15))
 	}
 	if b, _ := os.ReadFile(drCopy); string(b) != "live data" {
 		t.Fatal("the DR copy of a live PV was archived")
@@ -166,7 +166,7 @@ func TestDeleteEventChecksThePrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitGone(ctx, t, cs, "live-pv")
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_delete.yml", map[string]any{"pv_object": pv})
 	if _, err := os.Stat(drCopy); !os.IsNotExist(err) {
 		t.Error("the DR copy is still in place after the PV was really deleted")
 	}
@@ -196,7 +196,7 @@ func TestCSIHandleOnlyPV(t *testing.T) {
 	} {
 		pv := map[string]any{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": map[string]any{"name": "handle-only"},
 			"spec": map[string]any{"storageClassName": "nfs-dynamic", "csi": map[string]any{"driver": "nfs.csi.k8s.io", "volumeHandle": handle}}}
-		mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
+		l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pv})
 		if b, _ := os.ReadFile(filepath.Join(l.DR.ExportRoot, "handle-only", "disk.img")); string(b) != "handle only" {
 			t.Errorf("handle %s: not replicated", handle)
 		}

@@ -109,7 +109,7 @@ func TestReportEmail(t *testing.T) {
 		"ocpdr_report_mail_from": "ocpv-dr@example.com", "ocpdr_report_smtp_host": "127.0.0.1",
 		"ocpdr_report_smtp_port": sink.port(), "ocpdr_report_smtp_secure": "never",
 	}
-	mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	msgs := sink.messages()
 	if len(msgs) != 1 {
 		t.Fatalf("%d messages arrived, want 1", len(msgs))
@@ -165,7 +165,7 @@ func TestReportEmail(t *testing.T) {
 	dead.Close()
 	vars["ocpdr_report_smtp_port"] = deadPort
 	vars["ocpdr_report_dir"] = t.TempDir()
-	out := mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", vars)
+	out := l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", vars)
 	if !strings.Contains(out, "Report could not be e-mailed") {
 		t.Errorf("the failed delivery is not logged:\n%s", tailLines(out, 30))
 	}

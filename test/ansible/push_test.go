@@ -41,19 +41,19 @@ func TestPushDirection(t *testing.T) {
 		{nfsPV("push-nfs", l.Primary.NFSHost, filepath.Join(p, "push-nfs")), filepath.Join(p, "push-nfs"), filepath.Join(d, "push-nfs")},
 		{csiPV("push-csi", l.Primary.NFSHost, filepath.Join(p, "push-share"), "pvc-9"), filepath.Join(p, "push-share", "pvc-9"), filepath.Join(d, "push-share", "pvc-9")},
 	} {
-		out := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": tc.pv}))
+		out := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": tc.pv}))
 		if !strings.Contains(out, ": synced") || !strings.Contains(out, "Push the data from the primary NFS server") {
 			t.Errorf("push sync not reported:\n%s", tailLines(out, 25))
 		}
 		sameTree(t, tc.src, tc.dst)
-		again := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": tc.pv}))
+		again := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": tc.pv}))
 		if !strings.Contains(again, "changed=0") {
 			t.Errorf("second push reported changes:\n%s", tailLines(again, 5))
 		}
 	}
 	// --check: a changed file stays unchanged at DR.
 	writeFile(t, filepath.Join(p, "push-nfs", "sub", "file"), "changed on the primary")
-	mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": nfsPV("push-nfs", l.Primary.NFSHost, filepath.Join(p, "push-nfs"))}), "--check")
+	l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": nfsPV("push-nfs", l.Primary.NFSHost, filepath.Join(p, "push-nfs"))}), "--check")
 	if b, _ := os.ReadFile(filepath.Join(d, "push-nfs", "sub", "file")); string(b) != "sub" {
 		t.Errorf("--check pushed the change: DR has %q", b)
 	}
@@ -72,7 +72,7 @@ func TestPushDirection(t *testing.T) {
 		{"semicolon", p + "/x;touch " + canary, "metacharacters"},
 		{"dr-symlink", p + "/push-dr-escape", "resolves outside the DR export root"},
 	} {
-		out := mustPlay(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": nfsPV("push-"+tc.name, l.Primary.NFSHost, tc.path)}))
+		out := l.MustPlaybook(t, "playbooks/event_driven/handle_nfs_pv_sync.yml", pushVars(map[string]any{"pv_object": nfsPV("push-"+tc.name, l.Primary.NFSHost, tc.path)}))
 		if !strings.Contains(out, ": refused") || !strings.Contains(out, tc.reason) {
 			t.Errorf("%s: not refused with %q:\n%s", tc.name, tc.reason, tailLines(out, 25))
 		}
@@ -97,7 +97,7 @@ func TestPushDirection(t *testing.T) {
 		createPV(ctx, t, cs, fmt.Sprintf("push-per-%d", i), l.Primary.NFSHost, dir, "nfs-dynamic")
 	}
 	reports := t.TempDir()
-	out := mustPlay(t, l, "playbooks/scheduled/execute_periodic_sync.yml", pushVars(map[string]any{"ocpdr_report_dir": reports}))
+	out := l.MustPlaybook(t, "playbooks/scheduled/execute_periodic_sync.yml", pushVars(map[string]any{"ocpdr_report_dir": reports}))
 	st := statusOf(readReport(t, reports))
 	for i := 0; i < 3; i++ {
 		if s := st[fmt.Sprintf("push-per-%d", i)]; s != "synced" {

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -238,26 +237,22 @@ func nfsPV(name, server, path string, claim *corev1.ObjectReference) *corev1.Per
 }
 
 // runAnsible runs ansible-playbook from the repository root with the lab's
-// inventory and extra vars passed as a JSON file.
+// inventory and extra vars passed as a JSON file (lab.PlaybookWith), keeping
+// the vars file and the output in the work directory; ansible.cfg's callbacks
+// (profile_tasks) stay on.
 func (f *Flow) runAnsible(ctx context.Context, name, playbook string, vars map[string]any) (string, error) {
-	b, err := json.Marshal(vars)
-	if err != nil {
-		return "", fmt.Errorf("extra vars: %w", err)
-	}
-	varsFile := filepath.Join(f.WorkDir, name+"-vars.json")
-	if err := os.WriteFile(varsFile, b, 0o600); err != nil {
-		return "", fmt.Errorf("extra vars: %w", err)
-	}
 	logPath := filepath.Join(f.WorkDir, name+".log")
-	cmd := exec.CommandContext(ctx, "ansible-playbook", "-i", f.Lab.Inventory, playbook, "-e", "@"+varsFile)
-	cmd.Dir = f.Root
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(f.Root, "ansible.cfg"), "ANSIBLE_FORCE_COLOR=0")
-	out, err := cmd.CombinedOutput()
-	_ = os.WriteFile(logPath, out, 0o644)
+	out, err := f.Lab.PlaybookWith(ctx, lab.PlaybookOptions{
+		Root:      f.Root,
+		VarsFile:  filepath.Join(f.WorkDir, name+"-vars.json"),
+		Callbacks: true,
+		Env:       []string{"ANSIBLE_FORCE_COLOR=0"},
+	}, playbook, vars)
+	_ = os.WriteFile(logPath, []byte(out), 0o644)
 	if err != nil {
-		return string(out), fmt.Errorf("%s failed: %w (log: %s)\n%s", playbook, err, logPath, tail(string(out), 40))
+		return out, fmt.Errorf("%s failed: %w (log: %s)\n%s", playbook, err, logPath, tail(out, 40))
 	}
-	return string(out), nil
+	return out, nil
 }
 
 func tail(s string, n int) string {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,19 +24,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
-
-func playbook(t *testing.T, l *lab.Lab, pb string, vars map[string]any, extra ...string) (string, error) {
-	t.Helper()
-	root, _ := lab.RepoRoot()
-	b, _ := json.Marshal(vars)
-	vf := filepath.Join(t.TempDir(), "vars.json")
-	_ = os.WriteFile(vf, b, 0o600)
-	cmd := exec.Command("ansible-playbook", append([]string{"-i", l.Inventory, pb, "-e", "@" + vf}, extra...)...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
 
 func tail(s string) string {
 	l := strings.Split(s, "\n")
@@ -133,7 +119,7 @@ func TestFailover(t *testing.T) {
 	// A missing backup fails before anything at DR changes.
 	reports := t.TempDir()
 	vars := map[string]any{"backup_name": "does-not-exist", "dr_failover_namespaces": []string{ns}, "dr_failover_report_dir": reports, "dr_failover_vm_timeout": 120}
-	out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars)
+	out, err := l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars)
 	if err == nil || !strings.Contains(out, "Nothing at the DR site was changed") {
 		t.Fatalf("missing backup did not fail clearly:\n%s", tail(out))
 	}
@@ -143,7 +129,7 @@ func TestFailover(t *testing.T) {
 
 	// --check shows what would be done and changes nothing at DR.
 	vars["backup_name"] = "nightly-20261124"
-	if out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars, "--check"); err != nil {
+	if out, err := l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars, "--check"); err != nil {
 		t.Fatalf("check-mode failover: %v\n%s", err, tail(out))
 	}
 	if pvs, _ := dcs.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{}); len(pvs.Items) != 0 {
@@ -162,7 +148,7 @@ func TestFailover(t *testing.T) {
 	vars["dr_pre_failover_readonly_export"] = true
 	vars["dr_pre_failover_exports_file"] = exports
 	vars["dr_pre_failover_reexport_command"] = []string{"true"}
-	out, err = playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars)
+	out, err = l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars)
 	if err != nil {
 		t.Fatalf("failover: %v\n%s", err, tail(out))
 	}
@@ -256,7 +242,7 @@ func TestFailover(t *testing.T) {
 
 	// A second run changes nothing at DR.
 	pvBefore, _ := dcs.CoreV1().PersistentVolumes().Get(ctx, "pv-vm-a-root", metav1.GetOptions{})
-	if out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars); err != nil {
+	if out, err := l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars); err != nil {
 		t.Fatalf("second failover: %v\n%s", err, tail(out))
 	}
 	pvAfter, _ := dcs.CoreV1().PersistentVolumes().Get(ctx, "pv-vm-a-root", metav1.GetOptions{})
@@ -277,7 +263,7 @@ func TestFailover(t *testing.T) {
 	unreachable["ocpdr_primary_kubeconfig"] = filepath.Join(l.Dir, "no-such-kubeconfig")
 	unreachable["ocpdr_primary_ssh_port"] = 1 // nothing listens there
 	unreachable["dr_pre_failover_readonly_export"] = false
-	out, err = playbook(t, l, "playbooks/manual_dr/execute_failover.yml", unreachable)
+	out, err = l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", unreachable)
 	if err != nil {
 		t.Fatalf("failover with the primary unreachable failed: %v\n%s", err, tail(out))
 	}
@@ -289,7 +275,7 @@ func TestFailover(t *testing.T) {
 
 	// The DR site is active: the event sync refuses to pull from the old primary.
 	pvObj, _ := p.Resource(sim.GVRPV).Get(ctx, "pv-vm-a-root", metav1.GetOptions{})
-	out, err = playbook(t, l, "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pvObj.Object})
+	out, err = l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pvObj.Object})
 	if err != nil || !strings.Contains(out, "the DR site is active") {
 		t.Errorf("sync after failover was not refused:\n%s", tail(out))
 	}

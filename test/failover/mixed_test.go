@@ -173,7 +173,7 @@ func TestFailoverStorageClassesAndGuestChecks(t *testing.T) {
 		"dr_storage_provisioner_class_hooks": map[string]any{"fast-local": map[string]any{"tasks": filepath.Join(root, "test/failover/testdata/fast-local-hook.yml")}},
 		"dr_guest_checks":                    checks,
 	}
-	out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars)
+	out, err := l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars)
 	if err != nil {
 		t.Fatalf("failover: %v\n%s", err, tail(out))
 	}
@@ -232,7 +232,7 @@ func TestFailoverStorageClassesAndGuestChecks(t *testing.T) {
 
 	// The same check made required fails the failover, and says why.
 	checks[2]["required"] = true
-	out, err = playbook(t, l, "playbooks/manual_dr/execute_failover.yml", vars)
+	out, err = l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", vars)
 	if err == nil {
 		t.Fatalf("a failed required check did not fail the failover:\n%s", tail(out))
 	}

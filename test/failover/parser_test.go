@@ -71,7 +71,7 @@ func TestFailoverRefusesBadBackups(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			reports := t.TempDir()
-			out, err := playbook(t, l, "playbooks/manual_dr/execute_failover.yml", map[string]any{
+			out, err := l.Playbook(t.Context(), "playbooks/manual_dr/execute_failover.yml", map[string]any{
 				"backup_name": tc.backup, "dr_failover_namespaces": []string{"refusal-ns"},
 				"oadp_backup_parser_prefix": prefix, "dr_failover_report_dir": reports,
 			})

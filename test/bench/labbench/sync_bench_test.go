@@ -2,7 +2,6 @@ package labbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,20 +17,14 @@ import (
 	"github.com/ocpv-dr/ocpv-dr/test/lab"
 )
 
+// playbook runs a playbook against the lab (lab.Playbook) and returns its wall
+// time; a failure stops the benchmark with the output's last 4000 bytes.
 func playbook(b *testing.B, l *lab.Lab, pb string, vars map[string]any) time.Duration {
 	b.Helper()
-	root, _ := lab.RepoRoot()
-	data, _ := json.Marshal(vars)
-	vf := filepath.Join(b.TempDir(), "vars.json")
-	_ = os.WriteFile(vf, data, 0o600)
-	cmd := exec.Command("ansible-playbook", "-i", l.Inventory, pb, "-e", "@"+vf)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=")
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	s, err := l.Playbook(b.Context(), pb, vars)
 	d := time.Since(start)
 	if err != nil {
-		s := string(out)
 		if len(s) > 4000 {
 			s = s[len(s)-4000:]
 		}
