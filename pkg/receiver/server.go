@@ -17,7 +17,7 @@ import (
 const (
 	// MinWebhookTokenLength is the shortest webhook token accepted.
 	MinWebhookTokenLength = 32
-	// PlaceholderWebhookToken is the value deploy/receiver/secret.yaml ships
+	// PlaceholderWebhookToken is the value deploy/examples/secrets.yaml ships
 	// with; it is refused so that an unedited Secret does not go live.
 	PlaceholderWebhookToken = "REPLACE-WITH-A-LONG-RANDOM-TOKEN"
 )
@@ -44,7 +44,7 @@ func checkWebhookToken(token string, insecure bool) error {
 	case insecure:
 		return fmt.Errorf("--insecure-no-auth is set together with a webhook token (%s): choose one", tokenSources)
 	case token == PlaceholderWebhookToken:
-		return fmt.Errorf("the webhook token (%s) is the placeholder %s shipped in deploy/receiver/secret.yaml: "+
+		return fmt.Errorf("the webhook token (%s) is the placeholder %s shipped in deploy/examples/secrets.yaml: "+
 			"replace it with a random token of at least %d characters", tokenSources, PlaceholderWebhookToken, MinWebhookTokenLength)
 	case utf8.RuneCountInString(token) < MinWebhookTokenLength:
 		return fmt.Errorf("the webhook token (%s) has %d characters, at least %d are required (e.g. `openssl rand -hex 32`)",

@@ -54,14 +54,14 @@ func TestWebhookTokenPolicy(t *testing.T) {
 	}
 }
 
-// The placeholder refused is the one deploy/receiver/secret.yaml ships.
+// The placeholder refused is the one deploy/examples/secrets.yaml ships.
 func TestPlaceholderIsTheShippedOne(t *testing.T) {
-	b, err := os.ReadFile("../../deploy/receiver/secret.yaml")
+	b, err := os.ReadFile("../../deploy/examples/secrets.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), "webhook-token: "+PlaceholderWebhookToken+"\n") {
-		t.Fatalf("deploy/receiver/secret.yaml does not ship %s as the webhook token", PlaceholderWebhookToken)
+		t.Fatalf("deploy/examples/secrets.yaml does not ship %s as the webhook token", PlaceholderWebhookToken)
 	}
 }
 
