@@ -58,7 +58,13 @@ RECEIVER_<FLAG> in the environment or in the --config file; the Controller setti
 ansible-rulebook's EDA_CONTROLLER_URL, EDA_CONTROLLER_TOKEN, EDA_CONTROLLER_USERNAME,
 EDA_CONTROLLER_PASSWORD and EDA_CONTROLLER_SSL_VERIFY. serve refuses to start without a webhook token of at
 least 32 characters (RECEIVER_WEBHOOK_TOKEN or --webhook-token-file; not the shipped placeholder) unless
---insecure-no-auth is given.`,
+--insecure-no-auth is given.
+
+--schedules runs job and workflow templates on cron-like schedules without AAP (examples/schedules.yml:
+the hourly periodic sync), through the same Controller or local runner as the rulebook's actions. A run
+still going at the next due time makes that time "skipped"; due times missed while the receiver was down
+make one run at start. Every run, skipped ones too, is a job in /api/v1/jobs (ruleset "schedule"); the last
+fire times are kept in <state-dir>/schedules.json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := cliconfig.NewViper(cmd, "RECEIVER")
@@ -111,6 +117,7 @@ least 32 characters (RECEIVER_WEBHOOK_TOKEN or --webhook-token-file; not the shi
 	fl.String("state-dir", d.StateDir, "inbox and job logs (created if missing)")
 	fl.Duration("retain-age", d.RetainAge, "how long finished events and jobs stay visible in /api/v1")
 	fl.Int("retain-count", d.RetainCount, "how many finished events and jobs stay visible in /api/v1")
+	fl.String("schedules", "", "YAML list of cron-like template schedules, e.g. examples/schedules.yml (empty: none)")
 	fl.String("controller-url", "", "AAP Controller (https://host or gateway https://host/api/controller/); empty: local runner")
 	fl.String("controller-token-file", "", "file holding the Controller token (or RECEIVER_CONTROLLER_TOKEN, EDA_CONTROLLER_TOKEN)")
 	fl.String("controller-username", "", "Controller user for basic auth when there is no token")
@@ -141,6 +148,7 @@ func configFrom(v *cliconfig.Values) (receiver.Config, error) {
 	c.ReadTimeout, c.MaxConnections = v.GetDuration("read-timeout"), v.GetInt("max-connections")
 	c.Rulebook, c.Vars, c.StateDir = v.GetString("rulebook"), v.GetString("vars"), v.GetString("state-dir")
 	c.RetainAge, c.RetainCount = v.GetDuration("retain-age"), v.GetInt("retain-count")
+	c.Schedules = v.GetString("schedules")
 	c.ControllerURL = v.GetString("controller-url")
 	if c.ControllerURL == "" {
 		c.ControllerURL = os.Getenv("EDA_CONTROLLER_URL")

@@ -52,6 +52,7 @@ type Config struct {
 	StateDir       string        // inbox and state
 	RetainAge      time.Duration // finished events kept for /api/v1
 	RetainCount    int
+	Schedules      string // cron-like schedules of templates (pkg/schedule); empty: none
 
 	ControllerURL      string
 	ControllerToken    string
@@ -131,6 +132,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--max-body-bytes must be positive"))
 	}
 	errs = append(errs, c.validateLimits()...)
+	errs = append(errs, c.validateSchedules()...)
 	if c.Rulebook == "" {
 		errs = append(errs, errors.New("--rulebook is required"))
 	} else if _, err := os.Stat(c.Rulebook); err != nil {
@@ -274,6 +276,14 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err != nil {
 		return err
 	}
+	stopSchedules, err := startSchedules(cfg, in, templates, log, mreg)
+	if err != nil {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+		return err
+	}
+	defer stopSchedules() // before the inbox closes: runs in progress record their end
 
 	var wg sync.WaitGroup
 	errc := make(chan error, len(servers)+1)
