@@ -101,6 +101,7 @@ fire times are kept in <state-dir>/schedules.json.`,
 	fl.String("tls-cert", "", "TLS certificate (PEM); enables HTTPS")
 	fl.String("tls-key", "", "TLS private key (PEM)")
 	fl.String("tls-client-ca", "", "CA bundle: require client certificates signed by it")
+	fl.String("operator-token-file", "", "file holding the operator Bearer token for /api/v1 (or RECEIVER_OPERATOR_TOKEN); when set the webhook token cannot read the API")
 	fl.String("webhook-token-file", "", fmt.Sprintf("file holding the webhook Bearer token (or RECEIVER_WEBHOOK_TOKEN; at least %d characters)",
 		receiver.MinWebhookTokenLength))
 	fl.Bool("insecure-no-auth", false, "run without a webhook token: anyone who reaches --listen can post events (testing only)")
@@ -164,6 +165,9 @@ func configFrom(v *cliconfig.Values) (receiver.Config, error) {
 	c.MaxConcurrentJobs, c.ShutdownTimeout = v.GetInt("max-concurrent-jobs"), v.GetDuration("shutdown-timeout")
 	var errs []error
 	var err error
+	if c.OperatorToken, err = v.Secret("operator-token-file", "RECEIVER_OPERATOR_TOKEN"); err != nil {
+		errs = append(errs, err)
+	}
 	if c.WebhookToken, err = v.Secret("webhook-token-file", "RECEIVER_WEBHOOK_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}

@@ -9,14 +9,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
-	"github.com/ocpv-dr/ocpv-dr/pkg/webhook"
 )
 
 // apiHandler serves the operator API: what arrived, what it matched, what ran.
 type apiHandler struct {
-	in  *inbox.Inbox
-	wh  *webhook.Handler
-	log *zap.Logger
+	in   *inbox.Inbox
+	auth *operatorAuth
+	log  *zap.Logger
 }
 
 // EventView is one element of GET /api/v1/events.
@@ -48,7 +47,7 @@ func limitParam(r *http.Request) (int, bool) {
 }
 
 func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
-	if !a.wh.CheckToken(w, r) {
+	if !a.auth.check(w, r) {
 		return
 	}
 	limit, ok := limitParam(r)
@@ -105,7 +104,7 @@ func (a *apiHandler) events(w http.ResponseWriter, r *http.Request) {
 const maxPayloadResponse = 16 << 20
 
 func (a *apiHandler) jobs(w http.ResponseWriter, r *http.Request) {
-	if !a.wh.CheckToken(w, r) {
+	if !a.auth.check(w, r) {
 		return
 	}
 	limit, ok := limitParam(r)

@@ -38,6 +38,7 @@ type Config struct {
 	TLSKey         string        // TLS key (PEM)
 	TLSClientCA    string        // when set, clients must present a certificate signed by it
 	WebhookToken   string        // bearer token, at least MinWebhookTokenLength characters
+	OperatorToken  string        // reads /api/v1; when set, the webhook token no longer does
 	InsecureNoAuth bool          // allows an empty WebhookToken: anyone reaching the listener can post events
 	HMACSecret     string        // enables signature checks
 	HMACAlgo       string        // sha256 (default), sha512, sha1
@@ -124,6 +125,9 @@ func (c Config) Validate() error {
 		if err := s.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("HMAC: %w", err))
 		}
+	}
+	if c.OperatorToken != "" && (len(c.OperatorToken) < MinWebhookTokenLength || c.OperatorToken == c.WebhookToken) {
+		errs = append(errs, fmt.Errorf("the operator token (RECEIVER_OPERATOR_TOKEN or --operator-token-file) must have at least %d characters and differ from the webhook token", MinWebhookTokenLength))
 	}
 	if err := checkWebhookToken(c.WebhookToken, c.InsecureNoAuth); err != nil {
 		errs = append(errs, err)
@@ -259,7 +263,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	health := chi.NewRouter()
 	addHealth(health, readiness(&ready, in), reg)
 	main := chi.NewRouter()
-	api := &apiHandler{in: in, wh: wh, log: log}
+	api := &apiHandler{in: in, auth: newOperatorAuth(cfg.OperatorToken, cfg.WebhookToken, wh), log: log}
+	if cfg.OperatorToken == "" {
+		log.Warn("no operator token: the webhook token also reads /api/v1 (set RECEIVER_OPERATOR_TOKEN to separate them)")
+	}
 	main.Get("/api/v1/events", api.events)
 	main.Get("/api/v1/jobs", api.jobs)
 	if cfg.HealthListen == "" {
