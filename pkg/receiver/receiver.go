@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -192,162 +191,20 @@ type Deps struct {
 	ControlEnv func(string) string                  // EDA_CONTROLLER_* lookup (default os.Getenv)
 }
 
-// Run serves until ctx ends or a rule's shutdown action runs.
+// Run serves until ctx ends or a rule's shutdown action runs: New, Start,
+// Wait, Stop.
 func Run(ctx context.Context, cfg Config, deps Deps) error {
-	cfg.ResolveVars()
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("receiver: invalid configuration: %w", err)
-	}
-	log := deps.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	if deps.NewEngine == nil {
-		return errors.New("receiver: no rule engine")
-	}
-	// Every receiver metric is ocpdr_receiver_*, like the forwarder's ocpdr_forwarder_*.
-	mreg := prometheus.WrapRegistererWithPrefix("ocpdr_", reg)
-	ctx, shutdown := context.WithCancelCause(ctx)
-	defer shutdown(nil)
-
-	in, err := inbox.Open(inbox.Options{Dir: cfg.StateDir, RetainAge: cfg.RetainAge, RetainCount: cfg.RetainCount, Logger: log.Named("inbox"), Registerer: mreg})
+	r, err := New(ctx, cfg, deps)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := in.Close(); err != nil {
-			log.Error("close inbox", zap.Error(err))
-		}
-	}()
-	if cfg.InsecureNoAuth {
-		log.Warn("WEBHOOK AUTHENTICATION IS DISABLED (--insecure-no-auth): anyone who can reach the listener can post events "+
-			"and read /api/v1; set "+tokenSources+" for production", zap.String("listen", cfg.Listen))
-	}
-	if n := in.Depth(); n > 0 {
-		log.Info("resuming pending events from before the restart", zap.Int("pending", n))
-	}
-	engine, err := deps.NewEngine(cfg, log.Named("rulebook"))
-	if err != nil {
-		return fmt.Errorf("receiver: rulebook: %w", err)
-	}
-
-	templates, playbooks, err := executors(cfg, deps, log, mreg)
-	if err != nil {
+	if err := r.Start(); err != nil {
+		r.Stop(context.Background())
 		return err
 	}
-	d, err := dispatch.New(dispatch.Config{
-		Engine: engine, Store: in, Templates: templates, Playbooks: playbooks,
-		MaxConcurrentJobs: cfg.MaxConcurrentJobs, Wrap: deps.WrapEvent,
-		Shutdown: func(reason string) { shutdown(fmt.Errorf("shutdown action: %s", reason)) },
-		Logger:   log.Named("dispatch"), Registerer: mreg,
-	})
-	if err != nil {
-		return err
-	}
-	var verifier webhook.Verifier
-	header := ""
-	if s := cfg.signature(); s != nil {
-		verifier, header = *s, s.HeaderName()
-	}
-	wh, err := webhook.New(webhook.Config{Token: cfg.WebhookToken, Verifier: verifier, SignatureHeader: header,
-		MaxBodyBytes: cfg.MaxBodyBytes, Logger: log.Named("webhook"), Registerer: mreg}, in)
-	if err != nil {
-		return err
-	}
-
-	var ready atomic.Bool
-	health := chi.NewRouter()
-	addHealth(health, readiness(&ready, in), reg)
-	main := chi.NewRouter()
-	api := &apiHandler{in: in, auth: newOperatorAuth(cfg.OperatorToken, cfg.WebhookToken, wh), log: log}
-	if cfg.OperatorToken == "" {
-		log.Warn("no operator token: the webhook token also reads /api/v1 (set RECEIVER_OPERATOR_TOKEN to separate them)")
-	}
-	main.Get("/api/v1/events", api.events)
-	main.Get("/api/v1/jobs", api.jobs)
-	if cfg.HealthListen == "" {
-		addHealth(main, readiness(&ready, in), reg)
-	}
-	wh.Mount(main)
-
-	tlsCfg, err := serverTLS(cfg)
-	if err != nil {
-		return err
-	}
-	servers, addrs := cfg.servers(main, health, tlsCfg, log)
-	lns, err := cfg.listen(addrs)
-	if err != nil {
-		return err
-	}
-	stopSchedules, err := startSchedules(cfg, in, templates, log, mreg)
-	if err != nil {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-		return err
-	}
-	defer stopSchedules() // before the inbox closes: runs in progress record their end
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(servers)+1)
-	dctx, stopDispatch := context.WithCancel(context.Background())
-	wg.Go(func() {
-		if err := d.Run(dctx); err != nil {
-			errc <- err
-		}
-	})
-	for i, srv := range servers {
-		ln := lns[i]
-		wg.Go(func() {
-			var err error
-			if srv.TLSConfig != nil {
-				err = srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
-			} else {
-				err = srv.Serve(ln)
-			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("receiver: serve %s: %w", ln.Addr(), err)
-			}
-		})
-	}
-	ready.Store(true)
-	healthAddr := ""
-	if len(lns) > 1 {
-		healthAddr = lns[1].Addr().String()
-	}
-	log.Info("receiver listening", zap.String("webhook", lns[0].Addr().String()), zap.String("health", healthAddr),
-		zap.Bool("tls", tlsCfg != nil), zap.Bool("client_certs", cfg.TLSClientCA != ""), zap.String("state_dir", cfg.StateDir),
-		zap.String("rulebook", cfg.Rulebook), zap.Bool("controller", cfg.ControllerURL != ""),
-		zap.Duration("read_timeout", cfg.ReadTimeout), zap.Int("max_connections", cfg.MaxConnections), zap.Bool("auth", !cfg.InsecureNoAuth))
-	if deps.OnListen != nil {
-		deps.OnListen(lns[0].Addr().String(), healthAddr)
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
-			log.Info("stopping", zap.String("reason", c.Error()))
-		}
-	case runErr = <-errc:
-	}
-	ready.Store(false)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	for _, srv := range servers {
-		if err := srv.Shutdown(sctx); err != nil {
-			log.Warn("http shutdown", zap.Error(err))
-		}
-	}
-	// Jobs still running are interrupted; their events stay pending and run
-	// again after the restart.
-	stopDispatch()
-	wg.Wait()
-	return runErr
+	err = r.Wait()
+	r.Stop(context.Background())
+	return err
 }
 
 // readiness is nil once the receiver serves and while its inbox accepts
