@@ -168,6 +168,8 @@ type Forwarder struct {
 	pend    *pending
 	tomb    *tombstones
 	ready   atomic.Bool
+	leading atomic.Bool
+	standby standbyCheck
 	started chan struct{}
 }
 
@@ -207,6 +209,16 @@ func NewForClients(cfg Config, cs kubernetes.Interface, dyn dynamic.Interface, l
 	if f.m, err = newMetrics(reg, f.pend.depth, func() int { return f.tomb.len() }); err != nil {
 		return nil, err
 	}
+	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "ocpdr", Subsystem: "forwarder", Name: "leader",
+		Help: "1 while this instance leads (holds the lease, or runs without leader election), else 0."}, func() float64 {
+		if f.leading.Load() {
+			return 1
+		}
+		return 0
+	})
+	if err := reg.Register(leader); err != nil {
+		return nil, fmt.Errorf("forwarder metrics: %w", err)
+	}
 	f.tomb = newTombstones(cs, cfg.LeaseNamespace, cfg.TombstoneConfigMap, cfg.MaxTombstones, log, f.m)
 	f.tomb.adopt = f.resend
 	return f, nil
@@ -233,6 +245,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}()
 	}
 	if !f.cfg.LeaderElect {
+		f.leading.Store(true)
+		defer f.leading.Store(false)
 		return f.watch(ctx)
 	}
 	return f.runLeaderElected(ctx)
@@ -241,13 +255,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 func (f *Forwarder) server() (*http.Server, net.Listener, error) {
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	r.Get("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !f.Ready() {
-			http.Error(w, "informers not synced", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
+	r.Get("/readyz", f.readyz)
+	r.Get("/leader", f.leaderz)
 	r.Handle("/metrics", promhttp.HandlerFor(f.reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", f.cfg.MetricsAddr)
 	if err != nil {
@@ -285,6 +294,8 @@ func (f *Forwarder) runLeaderElected(ctx context.Context) error {
 					return // Run already returned
 				}
 				defer close(termDone)
+				f.leading.Store(true)
+				defer f.leading.Store(false)
 				f.log.Info("became leader", zap.String("identity", f.cfg.Identity))
 				watchErr = f.watch(c)
 				cancel()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -573,4 +574,63 @@ func TestSnapshotCRDAppearsLater(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// With two replicas both are Ready (the standby can take over), so a
+// rollout never waits on the standby; /leader and the leader gauge say
+// which one leads (issue 18.2).
+func TestStandbyIsReady(t *testing.T) {
+	l := lab.Get(t)
+	ctx := context.Background()
+	cs, _ := clients(t, l)
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ocpdr-ready"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	s := newSink(t, "fwd-ready-")
+	addrs := map[string]string{}
+	le := func(id string) func(*forwarder.Config) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[id] = ln.Addr().String()
+		ln.Close()
+		return func(c *forwarder.Config) {
+			c.LeaderElect, c.LeaseNamespace, c.LeaseName, c.Identity = true, "ocpdr-ready", "ocpdr-ready", id
+			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 4*time.Second, 3*time.Second, 500*time.Millisecond
+			c.MetricsAddr = addrs[id]
+		}
+	}
+	a := start(t, l, s.srv.URL, le("a"))
+	defer a.stop(t)
+	b := start(t, l, s.srv.URL, le("b"))
+	defer b.stop(t)
+	code := func(id, path string) int {
+		resp, err := http.Get("http://" + addrs[id] + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ready := code("a", "/readyz") == 200 && code("b", "/readyz") == 200
+		leaders := 0
+		for _, id := range []string{"a", "b"} {
+			if code(id, "/leader") == 200 {
+				leaders++
+			}
+		}
+		if ready && leaders == 1 && (a.f.Ready() || b.f.Ready()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz a=%d b=%d, %d leaders: want both ready and one leader", code("a", "/readyz"), code("b", "/readyz"), leaders)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if a.f.Leading() == b.f.Leading() {
+		t.Errorf("Leading: a=%v b=%v, want exactly one", a.f.Leading(), b.f.Leading())
+	}
 }
