@@ -214,6 +214,21 @@ func relabel(ctx context.Context, t *testing.T, cs *kubernetes.Clientset, name, 
 	}
 }
 
+// waitAdded waits until the sink got name's ADDED: the forwarder keeps one
+// pending state per object, so a change made before the ADDED went out
+// would replace it.
+func waitAdded(t *testing.T, s *sink, name string) {
+	t.Helper()
+	s.waitFor(t, name+" ADDED", func(ev []received) bool {
+		for _, e := range ev {
+			if e.name == name && e.Type == event.Added {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // The receiver gets the exact payload of every PV and VolumeSnapshot change.
 func TestPayloadsForChanges(t *testing.T) {
 	l := lab.Get(t)
@@ -226,6 +241,9 @@ func TestPayloadsForChanges(t *testing.T) {
 	if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, pv("fwd-pay-pv", "nfs-dynamic"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// One pending state per object: a change made before the ADDED went out
+	// would replace it. Wait for it, so the sequence below is what was sent.
+	waitAdded(t, s, "fwd-pay-pv")
 	relabel(ctx, t, cs, "fwd-pay-pv", "1")
 	if err := cs.CoreV1().PersistentVolumes().Delete(ctx, "fwd-pay-pv", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -240,6 +258,7 @@ func TestPayloadsForChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitAdded(t, s, "fwd-pay-snap")
 	created.Object["status"] = map[string]any{"readyToUse": true}
 	if _, err := vsRes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
