@@ -81,7 +81,8 @@ func TestAlertRules(t *testing.T) {
 	rules := string(read(t, "deploy/monitoring/prometheusrule.yaml"))
 	for _, a := range []string{"OcpdrForwarderCannotDeliver", "OcpdrReceiverBacklogGrowing", "OcpdrJobFailureRate",
 		"OcpdrPeriodicSyncNotRun", "OcpdrPeriodicSyncDiscrepancies",
-		"OcpdrForwarderUndeliverableEvents", "OcpdrExportWatchUndeliverableEvents"} {
+		"OcpdrForwarderUndeliverableEvents", "OcpdrExportWatchUndeliverableEvents",
+		"OcpdrReceiverStoreUnavailable", "OcpdrReceiverEventsLost"} {
 		if !strings.Contains(rules, "alert: "+a+"\n") {
 			t.Errorf("alert %s missing", a)
 		}
