@@ -28,6 +28,9 @@ type Site struct {
 	NFSHost      string `json:"nfsHost"`
 	SSHPort      int    `json:"sshPort"`
 	ExportRoot   string `json:"exportRoot"`
+	// Reflink is true when ExportRoot is an XFS filesystem with reflink
+	// (the lab runs as root with xfsprogs), so captures are point-in-time.
+	Reflink bool `json:"reflink"`
 
 	apiIP string
 }
@@ -89,6 +92,8 @@ const (
 	sshPort        = 2222
 	s3Port         = 7070
 	bucketName     = "oadp-backups"
+	// frontProxyClient is the CN of the aggregation layer's client certificate.
+	frontProxyClient = "front-proxy-client"
 )
 
 const stateFile = "lab.json"
@@ -129,6 +134,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	defer func() {
 		if err != nil {
 			_ = l.procs.stopAll(10 * time.Second)
+			_ = l.unmountExports()
 		}
 	}()
 
@@ -141,6 +147,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 
 	logf("lab: starting in %s on %s.0/24", dir, block)
 	for _, s := range []*Site{&l.Primary, &l.DR} {
+		if err := l.prepareExportRoot(s, logf); err != nil {
+			return nil, err
+		}
 		if err := l.startEtcd(bin, s); err != nil {
 			return nil, err
 		}
@@ -224,7 +233,7 @@ func (l *Lab) Stop() error {
 	if l.procs == nil {
 		l.procs = newProcSet(filepath.Join(l.Dir, "pids"), true)
 	}
-	return l.procs.stopAll(15 * time.Second)
+	return errors.Join(l.procs.stopAll(15*time.Second), l.unmountExports())
 }
 
 // Load reads a lab recorded in dir by Start.

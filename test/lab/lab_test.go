@@ -222,3 +222,24 @@ func waitUntil(ctx context.Context, t *testing.T, what string, ok func() bool) {
 		}
 	}
 }
+
+// Run as root (CI), both export roots are XFS with reflink: a clone of a
+// file shares its blocks and takes no copy, the base of point-in-time captures.
+func TestExportRootsCloneWithReflink(t *testing.T) {
+	l := lab.Get(t)
+	if os.Geteuid() != 0 {
+		t.Skip("export roots are XFS loop mounts only as root")
+	}
+	for _, s := range []*lab.Site{&l.Primary, &l.DR} {
+		if !s.Reflink {
+			t.Fatalf("%s export root %s is not an XFS reflink filesystem although the lab runs as root", s.Name, s.ExportRoot)
+		}
+		src := filepath.Join(s.ExportRoot, "reflink-test.img")
+		if err := os.WriteFile(src, make([]byte, 1<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "--reflink=always", src, src+".clone").CombinedOutput(); err != nil {
+			t.Fatalf("%s: reflink clone failed: %v %s", s.Name, err, out)
+		}
+	}
+}

@@ -71,6 +71,15 @@ func (l *Lab) startAPIServer(bin string, s *Site) error {
 		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--authorization-mode=RBAC",
+		// The aggregation layer, for the simulated subresources.kubevirt.io
+		// API (freeze/unfreeze) registered as an APIService.
+		"--requestheader-client-ca-file="+filepath.Join(pki, "ca.crt"),
+		"--requestheader-allowed-names="+frontProxyClient,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+filepath.Join(pki, "front-proxy-client.crt"),
+		"--proxy-client-key-file="+filepath.Join(pki, "front-proxy-client.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
 		"--profiling=false",
@@ -203,9 +212,6 @@ func (l *Lab) installCRDs(ctx context.Context, s *Site) error {
 
 func (l *Lab) startSSHD(s *Site) error {
 	hostDir := filepath.Join(l.Dir, s.Name)
-	if err := os.MkdirAll(s.ExportRoot, 0o755); err != nil {
-		return fmt.Errorf("export root: %w", err)
-	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return fmt.Errorf("sshd privilege separation dir: %w", err)
 	}

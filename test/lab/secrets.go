@@ -62,6 +62,11 @@ func writeSecrets(l *Lab) (*secrets, error) {
 	if err := writePEM(filepath.Join(pki, "ca.crt"), "CERTIFICATE", caCert.Raw); err != nil {
 		return nil, err
 	}
+	// The aggregation layer's client certificate: each kube-apiserver proxies
+	// aggregated APIs (the simulated subresources.kubevirt.io) with it.
+	if err := newProxyClientCert(caKey, caCert, filepath.Join(pki, "front-proxy-client")); err != nil {
+		return nil, err
+	}
 	for _, site := range []*Site{&l.Primary, &l.DR} {
 		if err := newServingCert(caKey, caCert, site.apiIP, filepath.Join(pki, site.Name)); err != nil {
 			return nil, err
@@ -152,33 +157,44 @@ func newCA() (*ecdsa.PrivateKey, *x509.Certificate, error) {
 }
 
 func newServingCert(caKey *ecdsa.PrivateKey, ca *x509.Certificate, ip, prefix string) error {
+	return newLeafCert(caKey, ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP(ip), net.ParseIP("10.0.0.1")},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}, prefix+"-serving")
+}
+
+func newProxyClientCert(caKey *ecdsa.PrivateKey, ca *x509.Certificate, prefix string) error {
+	return newLeafCert(caKey, ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: frontProxyClient},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, prefix)
+}
+
+// newLeafCert signs tmpl (subject, usages, names) with the lab CA and writes
+// prefix.crt and prefix.key.
+func newLeafCert(caKey *ecdsa.PrivateKey, ca *x509.Certificate, tmpl *x509.Certificate, prefix string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("serving key: %w", err)
+		return fmt.Errorf("%s key: %w", prefix, err)
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP(ip), net.ParseIP("10.0.0.1")},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-	}
+	tmpl.SerialNumber, _ = rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(10 * 365 * 24 * time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return fmt.Errorf("serving cert: %w", err)
+		return fmt.Errorf("%s cert: %w", prefix, err)
 	}
 	kb, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("serving key: %w", err)
+		return fmt.Errorf("%s key: %w", prefix, err)
 	}
-	if err := writePEM(prefix+"-serving.crt", "CERTIFICATE", der); err != nil {
+	if err := writePEM(prefix+".crt", "CERTIFICATE", der); err != nil {
 		return err
 	}
-	return writePEM(prefix+"-serving.key", "EC PRIVATE KEY", kb)
+	return writePEM(prefix+".key", "EC PRIVATE KEY", kb)
 }
 
 func writeKubeconfig(s *Site, caFile, token string) error {
