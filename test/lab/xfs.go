@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // exportImageSize is the apparent size of each NFS host's XFS image; the file
@@ -56,10 +57,15 @@ func xfsUnavailable() string {
 // unmountExport unmounts dir if something is mounted there (the loop device
 // goes with it), lazily when a process still holds a file open.
 func unmountExport(dir string) {
-	if !mounted(dir) {
-		return
+	// A process that just exited may still hold the filesystem for a moment
+	// (EBUSY): retry for up to 3 s, then detach it lazily.
+	for i := 0; i < 15 && mounted(dir); i++ {
+		if exec.Command("umount", dir).Run() == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if exec.Command("umount", dir).Run() != nil {
+	if mounted(dir) {
 		_ = exec.Command("umount", "-l", dir).Run()
 	}
 }

@@ -205,17 +205,29 @@ func readTarball(r io.Reader) ([]item, error) {
 
 // KubeVirt simulates virt-controller's VM status: a VM whose run strategy
 // asks it to run and whose PVCs are all Bound is Running and ready; a halted
-// VM is Stopped.
+// VM is Stopped. With Guests, the Running VMs of the cluster GuestCluster
+// that opt in (AnnotationGuest) run simulated guests writing their disks.
 type KubeVirt struct {
 	Clusters map[string]dynamic.Interface
 	Log      *zap.Logger
+	// Guests, when set, runs the simulated guests of the cluster named
+	// GuestCluster (default "primary"); they stop when Run returns.
+	Guests       *Guests
+	GuestCluster string
 }
 
 // Run reconciles VMs every interval until ctx ends.
 func (k *KubeVirt) Run(ctx context.Context, interval time.Duration) {
+	if k.Guests != nil {
+		defer func() {
+			if err := k.Guests.StopAll(); err != nil {
+				k.Log.Error("kubevirt sim: stop guests", zap.Error(err))
+			}
+		}()
+	}
 	for {
 		for name, dc := range k.Clusters {
-			if err := k.reconcile(ctx, dc); err != nil && ctx.Err() == nil {
+			if err := k.reconcile(ctx, name, dc); err != nil && ctx.Err() == nil {
 				k.Log.Warn("kubevirt sim", zap.String("cluster", name), zap.Error(err))
 			}
 		}
@@ -225,6 +237,13 @@ func (k *KubeVirt) Run(ctx context.Context, interval time.Duration) {
 		case <-time.After(interval):
 		}
 	}
+}
+
+func (k *KubeVirt) guestCluster() string {
+	if k.GuestCluster == "" {
+		return "primary"
+	}
+	return k.GuestCluster
 }
 
 func wantsToRun(vm *unstructured.Unstructured) bool {
@@ -250,37 +269,55 @@ func claims(vm *unstructured.Unstructured) []string {
 	return out
 }
 
-func (k *KubeVirt) reconcile(ctx context.Context, dc dynamic.Interface) error {
+func (k *KubeVirt) reconcile(ctx context.Context, cluster string, dc dynamic.Interface) error {
 	l, err := dc.Resource(GVRVM).Namespace("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return fmt.Errorf("list VMs: %w", err)
 	}
+	var running []*unstructured.Unstructured
 	for i := range l.Items {
 		vm := &l.Items[i]
-		printable, ready := "Stopped", false
-		if wantsToRun(vm) {
-			printable = "Running"
-			ready = true
-			for _, c := range claims(vm) {
-				pvc, err := dc.Resource(GVRPVC).Namespace(vm.GetNamespace()).Get(ctx, c, metav1.GetOptions{})
-				phase := ""
-				if err == nil {
-					phase, _, _ = unstructured.NestedString(pvc.Object, "status", "phase")
-				}
-				if phase != "Bound" {
-					printable, ready = "WaitingForVolumeBinding", false
-				}
-			}
+		printable, ready := vmStatus(ctx, dc, vm)
+		if printable == "Running" {
+			running = append(running, vm)
 		}
-		cur, _, _ := unstructured.NestedString(vm.Object, "status", "printableStatus")
-		curReady, _, _ := unstructured.NestedBool(vm.Object, "status", "ready")
-		if cur == printable && curReady == ready {
-			continue
+		if err := updateVMStatus(ctx, dc, vm, printable, ready); err != nil {
+			return err
 		}
-		vm.Object["status"] = map[string]any{"printableStatus": printable, "ready": ready, "created": ready}
-		if _, err := dc.Resource(GVRVM).Namespace(vm.GetNamespace()).UpdateStatus(ctx, vm, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
-			return fmt.Errorf("update VM %s/%s status: %w", vm.GetNamespace(), vm.GetName(), err)
+	}
+	if k.Guests != nil && cluster == k.guestCluster() {
+		k.Guests.Sync(ctx, dc, running)
+	}
+	return nil
+}
+
+// vmStatus is the printableStatus and readiness virt-controller would give.
+func vmStatus(ctx context.Context, dc dynamic.Interface, vm *unstructured.Unstructured) (string, bool) {
+	if !wantsToRun(vm) {
+		return "Stopped", false
+	}
+	for _, c := range claims(vm) {
+		pvc, err := dc.Resource(GVRPVC).Namespace(vm.GetNamespace()).Get(ctx, c, metav1.GetOptions{})
+		phase := ""
+		if err == nil {
+			phase, _, _ = unstructured.NestedString(pvc.Object, "status", "phase")
 		}
+		if phase != "Bound" {
+			return "WaitingForVolumeBinding", false
+		}
+	}
+	return "Running", true
+}
+
+func updateVMStatus(ctx context.Context, dc dynamic.Interface, vm *unstructured.Unstructured, printable string, ready bool) error {
+	cur, _, _ := unstructured.NestedString(vm.Object, "status", "printableStatus")
+	curReady, _, _ := unstructured.NestedBool(vm.Object, "status", "ready")
+	if cur == printable && curReady == ready {
+		return nil
+	}
+	vm.Object["status"] = map[string]any{"printableStatus": printable, "ready": ready, "created": ready}
+	if _, err := dc.Resource(GVRVM).Namespace(vm.GetNamespace()).UpdateStatus(ctx, vm, metav1.UpdateOptions{}); err != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("update VM %s/%s status: %w", vm.GetNamespace(), vm.GetName(), err)
 	}
 	return nil
 }
