@@ -18,6 +18,8 @@ BINARIES := $(notdir $(BUILD_PKGS))
 GOFILES = $(wildcard $(shell git ls-files -co --exclude-standard '*.go'))
 # Flags of the fast tier's `go test -short` (cached: no -count=1).
 CHECK_TEST_FLAGS ?= -timeout 15m
+# The Python Ansible runs with (Debian's, which has pytest and Ansible's libraries).
+PYTHON ?= /usr/bin/python3
 
 .PHONY: help
 help: ## Show this help
@@ -60,8 +62,11 @@ lint-yaml: deps
 lint-ansible: deps
 	bash hack/ansible-lint.sh
 
-.PHONY: check check-unit
-check: lint check-unit ## Fast tier, no lab: lint and `go test -short` (`make -k check` reports every failure)
+.PHONY: check check-unit check-python
+check: lint check-unit check-python ## Fast tier, no lab: lint, `go test -short`, pytest (`make -k check` reports every failure)
+
+check-python: deps ## pytest of the Ansible modules' logic (module_utils); as root it mounts small XFS filesystems
+	$(PYTHON) -m pytest -q -p no:cacheprovider test/python
 
 check-unit:
 	$(GO) test -short $(CHECK_TEST_FLAGS) ./...

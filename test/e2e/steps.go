@@ -145,7 +145,7 @@ func (f *Flow) ReplicateNewPV(ctx context.Context) error {
 	if err := eventually(ctx, "DR copy of scratch", func() error { return sameTree(scratch, filepath.Join(l.DR.ExportRoot, "scratch")) }); err != nil {
 		return err
 	}
-	return eventually(ctx, "a successful sync job in /api/v1/jobs", func() error {
+	err := eventually(ctx, "a successful sync job in /api/v1/jobs", func() error {
 		jobs, err := f.jobs(ctx)
 		if err != nil {
 			return err
@@ -158,6 +158,31 @@ func (f *Flow) ReplicateNewPV(ctx context.Context) error {
 		}
 		return fmt.Errorf("jobs: %+v", jobs)
 	})
+	if err != nil {
+		return err
+	}
+	return eventually(ctx, "a recovery point of the disk at DR", func() error { return f.showPoints(Namespace + "-" + DiskPVC) })
+}
+
+// showPoints lists the recovery points kept at DR for the PV directory rel
+// (docs/recovery-points.md) and fails when there is none.
+func (f *Flow) showPoints(rel string) error {
+	files, _ := filepath.Glob(filepath.Join(f.Lab.DR.ExportRoot, ".ocpdr-points", rel, "*", "manifest.json"))
+	if len(files) == 0 {
+		return fmt.Errorf("no recovery point under %s", filepath.Join(f.Lab.DR.ExportRoot, ".ocpdr-points", rel))
+	}
+	for _, mf := range files {
+		b, err := os.ReadFile(mf)
+		if err != nil {
+			return fmt.Errorf("read manifest: %w", err)
+		}
+		var m struct{ Time, Consistency, Source string }
+		if err := json.Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("manifest %s: %w", mf, err)
+		}
+		f.say("recovery point %s: %s, copied from a %s, kept at %s", m.Time, m.Consistency, m.Source, filepath.Dir(mf))
+	}
+	return nil
 }
 
 // RecordSnapshot creates a VolumeSnapshot, marks it ready, and waits for its

@@ -80,7 +80,7 @@ func TestAlertRules(t *testing.T) {
 	// Every alert the issue names is there.
 	rules := string(read(t, "deploy/monitoring/prometheusrule.yaml"))
 	for _, a := range []string{"OcpdrForwarderCannotDeliver", "OcpdrReceiverBacklogGrowing", "OcpdrJobFailureRate",
-		"OcpdrPeriodicSyncNotRun", "OcpdrPeriodicSyncDiscrepancies",
+		"OcpdrPeriodicSyncNotRun", "OcpdrPeriodicSyncDiscrepancies", "OcpdrFreezeBudgetExceeded",
 		"OcpdrForwarderUndeliverableEvents", "OcpdrExportWatchUndeliverableEvents",
 		"OcpdrReceiverStoreUnavailable", "OcpdrReceiverEventsLost"} {
 		if !strings.Contains(rules, "alert: "+a+"\n") {

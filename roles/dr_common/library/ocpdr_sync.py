@@ -18,12 +18,18 @@ description:
   - Refuses any PV whose server is not the primary NFS server, whose path leaves the export root (C(..),
     symlinks), or contains shell metacharacters. Refuses to sync while the DR-active fence marker exists.
   - Pulls with rsync over SSH (argv, never a shell), several PVs in parallel, each under a per-directory lock.
+  - Consistent recovery points (docs/recovery-points.md) - C(capture) and C(capture_release) run on the
+    primary NFS server, C(sync) pulls from the captures and keeps recovery points at DR, C(point) keeps them
+    after a push, C(points) lists the catalogue, C(points_prune) (and C(periodic)) enforce retention,
+    C(rewrite) restores a chosen point at failover.
 options:
   mode:
-    description: What to do.
+    description:
+      - What to do. C(capture) and C(capture_release) run on the primary NFS server (dr_export_root is not
+        needed); C(point), C(points) and C(points_prune) on the DR NFS server.
     type: str
     required: true
-    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic, rewrite]
+    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic, rewrite, capture, capture_release, point, points, points_prune]
   pvs:
     description: PersistentVolume objects.
     type: list
@@ -43,9 +49,8 @@ options:
     type: path
     required: true
   dr_export_root:
-    description: Absolute export root on the DR NFS server (this host).
+    description: Absolute export root on the DR NFS server (this host). Required except in modes capture and capture_release.
     type: path
-    required: true
   ssh_host:
     description: Address used to reach the primary NFS server over SSH (defaults to primary_server).
     type: str
@@ -66,9 +71,75 @@ options:
   sync_results:
     description:
       - In periodic mode, results of a sync already done in push direction on the primary; the periodic
-        run then only does the DR-side work (orphans, archives, snapshot metadata) and reports these.
+        run then only does the DR-side work (recovery points, retention, orphans, archives, snapshot
+        metadata) and reports these.
+      - In point mode (required), the results of a push sync whose recovery points to keep at DR.
     type: list
     elements: dict
+  captures:
+    description:
+      - In sync mode, the C(captures) returned by mode capture (each optionally extended by the freeze step with
+        C(consistency) application-consistent or crash-consistent, C(vms) and C(frozen) lists), matched to PVs by
+        C(rel). A PV whose capture has status ok is synced from the capture (which must be a
+        C(<primary_export_root>/.ocpdr-captures/<rel>/<stamp>) directory), any other PV from its live
+        directory (consistency inconsistent).
+    type: list
+    elements: dict
+    default: []
+  points:
+    description:
+      - In sync (pull), periodic and point modes, keep each verified sync as a recovery point in
+        C(<dr_export_root>/.ocpdr-points/<rel>/<stamp>/) (reflink clone and manifest.json).
+    type: bool
+    default: true
+  job_id:
+    description: Job identifier recorded in each recovery point's manifest.
+    type: str
+    default: ""
+  capture_method:
+    description:
+      - In capture mode, how to capture each PV directory - reflink (C(cp -a --reflink=always), the default),
+        command (capture_command), or none (no capture; the sync copies live, labelled inconsistent).
+    type: str
+    choices: [reflink, command, none]
+    default: reflink
+  capture_command:
+    description:
+      - In capture mode with capture_method command, the argv (never a shell) that creates the directory
+        C({dst}) as a copy of C({src}); C({src}), C({dst}), C({name}) and C({rel}) are replaced in each argument.
+    type: list
+    elements: str
+  capture_timeout:
+    description:
+      - In capture mode, seconds all captures of the run may take (the freeze budget); a capture still running
+        then is stopped and fails, later PVs are not captured (status failed). 0 is no limit.
+    type: int
+    default: 0
+  capture_keep:
+    description: In capture_release mode, captures kept per PV (the newest).
+    type: int
+    default: 1
+  points_keep_all_hours:
+    description: In periodic and points_prune modes, keep every recovery point newer than this many hours.
+    type: int
+    default: 24
+  points_daily_days:
+    description:
+      - In periodic and points_prune modes, then keep the newest point of each of the last this many UTC days
+        (today included). The newest point of a PV is always kept; damaged points are reported, never deleted.
+    type: int
+    default: 7
+  recovery_point:
+    description:
+      - In rewrite mode, the recovery point each PV is restored from - latest, latest-application-consistent,
+        or an RFC 3339 time (the newest point at or before it). With latest a PV without points keeps its DR
+        directory (reported as a working copy, consistency unknown); otherwise a PV without a matching point fails.
+    type: str
+    default: latest
+  use_points:
+    description: In rewrite mode, restore recovery points (false keeps every DR directory as it is).
+    type: bool
+    default: true
   ssh_control_persist:
     description:
       - Seconds an idle SSH connection to the primary stays open for reuse by the next probe or rsync
@@ -160,18 +231,49 @@ EXAMPLES = r"""
 
 RETURN = r"""
 results:
-  description: One entry per PV with name, server, primary_path, dr_path, status
-    (synced, failed, refused, discrepancy, archived, mapped), reason, files_transferred,
-    bytes_transferred, changes, duration.
-  returned: always
+  description:
+    - One entry per PV with name, server, primary_path, dr_path, status
+      (synced, failed, refused, discrepancy, archived, mapped, rewritten), reason, files_transferred,
+      bytes_transferred, changes, duration.
+    - In sync, periodic and point modes also source (capture or live), source_path, consistency,
+      capture_time (null for live copies), capture_status, and point (time, path, consistency) or
+      point_error; warning when no point was kept.
+    - In rewrite mode also point (a description), point_time, point_consistency, point_path, restored,
+      archive_path.
+  returned: when mode is not capture, capture_release, points or points_prune
   type: list
 summary:
   description: Counts by status.
   returned: always
   type: dict
+captures:
+  description:
+    - capture mode - one entry per PV with name, rel, path (on the primary; null unless ok), time (RFC 3339,
+      microseconds, Z), method, status (ok, unsupported, failed, refused, skipped), reason, duration.
+    - capture_release mode - one entry per PV with name, rel, status (released, held, refused, failed),
+      kept and removed (capture names), reason.
+  returned: in modes capture and capture_release
+  type: list
+points:
+  description: One entry per PV with name, rel, status (listed, refused, failed), reason, points (manifests
+    with path, oldest first), damaged (path, time, reason), incomplete (names).
+  returned: in mode points
+  type: list
+retention:
+  description: One entry per PV with rel, status (pruned, held, failed), kept, removed, removed_times,
+    damaged, incomplete_removed, reason.
+  returned: in modes periodic and points_prune
+  type: list
+points_kept:
+  description:
+    - Recovery points kept by this run. A point is kept at every verified sync, also one that moved no data;
+      it does not make the task changed (changed reports data moved, archives and removals).
+  returned: in modes sync, periodic and point
+  type: int
 """
 
 import base64
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -188,6 +290,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
+try:
+    from ansible.module_utils import ocpdr_points as rp
+except ImportError:  # imported by path (pytest): the role's module_utils beside library/
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
+    import ocpdr_points as rp
+
+# Test seam: p["local_transport"] (not a module option; set only by tests that
+# call these functions directly) makes the "other host" this host - probes run
+# here, rsync gets local paths, no SSH. Everything else is the production code.
+
 MARKER = ".ocpdr-dr-active"
 LOCK_DIR = ".ocpdr-locks"
 ARCHIVE_PREFIX = "archived-"
@@ -195,6 +307,8 @@ HIDDEN_PREFIX = ".ocpdr"
 # Anything a shell would interpret, plus control characters.
 BAD_CHARS = re.compile(r"[;&|`$<>(){}\[\]*?!~'\"\\\s\x00-\x1f\x7f]")
 CSI_DRIVER = "nfs.csi.k8s.io"
+# Seconds retention waits for a PV's lock (a sync holding it): then it skips the PV this run.
+PRUNE_LOCK_WAIT = 5
 
 PROBE = r"""
 import json, os, sys
@@ -303,7 +417,8 @@ def check_path(path, root, what):
     return norm, os.path.relpath(norm, root)
 
 
-def map_pv(pv, p):
+def map_pv(pv, p, dr=True):
+    """Map and validate a PV; dr=False (modes on the primary) skips the DR path."""
     entry = {"name": obj_name(pv), "status": "mapped", "reason": ""}
     server, path = pv_source(pv)
     entry["server"], entry["primary_path"] = server, path
@@ -313,6 +428,8 @@ def map_pv(pv, p):
     if any(reserved_name(part) for part in rel.split("/")):
         raise Refused("PV path %r uses a name reserved for DR archives or metadata" % path)
     entry["primary_path"], entry["rel"] = norm, rel
+    if not dr:
+        return entry
     entry["dr_path"] = os.path.join(p["dr_export_root"], rel)
     # Symlink escape at DR: every existing component must stay under the root
     # (checked on the DR host: here when pulling, by the DR probe when pushing).
@@ -348,7 +465,7 @@ def run_probe(p, paths, remote, script=None, extra=None, force=False):
         return {}
     script = script or PROBE
     payload = json.dumps({"paths": paths, "extra": extra or {}}).encode()
-    if not remote:
+    if not remote or p.get("local_transport"):
         proc = subprocess.run([sys.executable, "-c", script], input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
         if proc.returncode != 0:
             raise RuntimeError("local probe failed: %s" % proc.stderr.decode(errors="replace").strip()[-500:])
@@ -399,20 +516,22 @@ def lock_path(dr_root, rel):
 
 
 class Lock(object):
-    """flock on a per-directory lock file inside the DR export root."""
+    """flock on a per-directory lock file inside the DR export root (or, for
+    captures, shared by readers, inside <primary root>/.ocpdr-captures)."""
 
-    def __init__(self, dr_root, rel, timeout):
+    def __init__(self, dr_root, rel, timeout, shared=False):
         os.makedirs(os.path.join(dr_root, LOCK_DIR), exist_ok=True)
         self.path = lock_path(dr_root, rel)
         self.timeout = timeout
         self.fd = None
+        self.how = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
 
     def __enter__(self):
         self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
         deadline = time.time() + self.timeout
         while True:
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, self.how | fcntl.LOCK_NB)
                 return self
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
@@ -429,12 +548,20 @@ STAT_FILES = re.compile(r"Number of regular files transferred: ([\d,]+)")
 STAT_BYTES = re.compile(r"Total transferred file size: ([\d,]+)")
 
 
-def rsync_argv(p, src, dst, check_mode, lock_path=None):
+def rsync_argv(p, src, dst, check_mode, lock_path=None, src_lock=None):
     """rsync from the primary directory src to the DR directory dst: pulling
-    (src on the other host) or pushing (dst on the other host, the remote
-    rsync run under flock on lock_path, the same lock a pull takes)."""
-    ssh = " ".join(ssh_argv(p))
-    argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats", "-e", ssh] + RESERVED_FILTERS
+    (src on the other host, the remote sender run under a shared flock on
+    src_lock when src is a capture) or pushing (dst on the other host, the
+    remote rsync run under flock on lock_path, the same lock a pull takes)."""
+    local = p.get("local_transport")
+    # --modify-window=-1: the quick check compares mtimes to the nanosecond. A
+    # disk image keeps its size, so a write in the same second as the last
+    # sync's would otherwise go unsent - and a point would not be its capture.
+    argv = ["rsync", "-aHAXS", "--numeric-ids", "--protect-args", "--delete", "--itemize-changes", "--stats",
+            "--modify-window=-1"]
+    if not local:
+        argv += ["-e", " ".join(ssh_argv(p))]
+    argv += RESERVED_FILTERS
     if p["inplace"]:
         argv.append("--inplace")
     else:
@@ -445,41 +572,115 @@ def rsync_argv(p, src, dst, check_mode, lock_path=None):
         argv.append("--checksum")
     if check_mode:
         argv.append("--dry-run")
+    if local:
+        return argv + [src + "/", dst + "/"]
     host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
     if p.get("direction", "pull") == "push":
         if lock_path:
             argv.append("--rsync-path=flock -w %d %s rsync" % (p["lock_timeout"], lock_path))
         return argv + [src + "/", "%s:%s/" % (host, dst)]
+    if src_lock:
+        argv.append("--rsync-path=flock -s -w %d %s rsync" % (p["lock_timeout"], src_lock))
     return argv + ["%s:%s/" % (host, src), dst + "/"]
 
 
-def sync_one(entry, probe, dr_probe, p, check_mode):
-    start = time.time()
-    src, dst = entry["primary_path"], entry["dr_path"]
-    info = probe.get(src, {})
+def captures_root(p):
+    return os.path.join(os.path.normpath(p["primary_export_root"]), rp.CAPTURES_DIR)
+
+
+def capture_lock(p, entry):
+    """The shared lock a sync from a capture holds on the primary (capture_release
+    takes it exclusively): here when the primary is this host; a remote pull
+    takes it in the remote rsync (--rsync-path), so nothing here."""
+    here = p.get("direction", "pull") == "push" or p.get("local_transport")
+    if entry.get("source") != "capture" or not here:
+        return contextlib.ExitStack()
+    return Lock(captures_root(p), entry["rel"], p["lock_timeout"], shared=True)
+
+
+def add_warning(entry, msg):
+    entry["warning"] = "; ".join(x for x in (entry.get("warning"), msg) if x)
+
+
+def capture_source(p, entry, cap):
+    """Validate a capture record for entry (it names a directory on the primary
+    that rsync reads as root): <primary root>/.ocpdr-captures/<rel>/<stamp>."""
+    path = str(cap.get("path") or "")
+    base = os.path.join(captures_root(p), entry["rel"])
+    if BAD_CHARS.search(path) or os.path.normpath(path) != path or os.path.dirname(path) != base \
+            or not rp.STAMP_RE.match(os.path.basename(path)):
+        raise Refused("capture path %r is not a capture of this PV (%s/<stamp>)" % (path, base))
+    try:
+        when = rp.parse_time(cap.get("time"))
+    except ValueError as e:
+        raise Refused("capture %s: %s" % (path, e))
+    if rp.stamp(when) != os.path.basename(path):
+        raise Refused("capture time %s does not match its path %s" % (cap.get("time"), path))
+    level = cap.get("consistency") or "crash-consistent"
+    if level not in rp.LEVELS:
+        raise Refused("capture consistency %r is not one of %s" % (level, ", ".join(rp.LEVELS)))
+    return {"path": path, "time": rp.rfc3339(when), "consistency": level, "method": cap.get("method"),
+            "vms": list(cap.get("vms") or []), "frozen": list(cap.get("frozen") or []),
+            "consistency_reason": str(cap.get("consistency_reason") or "")}
+
+
+def capture_sources(p, entries):
+    """{rel: validated capture} for the mapped entries whose capture is ok;
+    sets capture_status on each, refuses an entry with a bad capture record."""
+    by_rel = dict((c.get("rel"), c) for c in p.get("captures") or [] if isinstance(c, dict))
+    out = {}
+    for e in entries:
+        if e["status"] != "mapped":
+            continue
+        cap = by_rel.get(e["rel"])
+        e["capture_status"] = str(cap.get("status")) if cap else "none"
+        if cap and cap.get("status") == "ok":
+            try:
+                out[e["rel"]] = capture_source(p, e, cap)
+            except Refused as r:
+                e.update(status="refused", reason=str(r))
+    return out
+
+
+def pick_source(entry, cap, probe):
+    """(path, probe info) to sync entry from: its capture when it has one that
+    still exists, else the live directory (consistency inconsistent)."""
+    live = entry["primary_path"]
+    entry.update(source="live", source_path=live, consistency="inconsistent", capture_time=None)
+    if cap is None:
+        return live, probe.get(live, {})
+    info = probe.get(cap["path"], {})
+    if not info.get("exists"):
+        add_warning(entry, "capture %s is gone (released by a newer sync?): copied the live directory (inconsistent)" % cap["path"])
+        return live, probe.get(live, {})
+    entry.update(source="capture", source_path=cap["path"], consistency=cap["consistency"], capture_time=cap["time"],
+                 capture_method=cap["method"], vms=cap["vms"], frozen=cap["frozen"], consistency_reason=cap["consistency_reason"])
+    return cap["path"], info
+
+
+def check_source(entry, src, info, dr, p):
+    """The refusals of a sync, applied to the directory it reads."""
     real = info.get("real", src)
-    if not real.startswith(os.path.normpath(p["primary_export_root"]) + "/"):
+    if entry["source"] == "capture":
+        if real != src:
+            raise Refused("capture %s resolves to %s (symlink)" % (src, real))
+    elif not real.startswith(os.path.normpath(p["primary_export_root"]) + "/"):
         raise Refused("primary path resolves outside the export root (symlink): %s" % real)
     if not info.get("exists"):
         raise Refused("primary directory %s is missing; not syncing, so the DR copy is kept" % src)
-    dr = dr_probe.get(dst, {})
-    dr_real = dr.get("real", dst)
-    if not dr_real.startswith(os.path.normpath(p["dr_export_root"]) + "/"):
+    dst = entry["dr_path"]
+    if not dr.get("real", dst).startswith(os.path.normpath(p["dr_export_root"]) + "/"):
         raise Refused("DR path %r resolves outside the DR export root" % dst)
     dr_files = dr.get("files", 0) if dr.get("exists") else 0
     if info.get("files", 0) == 0 and dr_files > 0:
         raise Refused("primary directory %s is empty while the DR copy has %d files; not wiping DR" % (src, dr_files))
-    if p.get("direction", "pull") == "push":
-        # The DR directory and the lock directory were made by the DR probe;
-        # the remote rsync runs under the same per-directory flock a pull takes.
-        argv = rsync_argv(p, src, dst, check_mode, lock_path(p["dr_export_root"], entry["rel"]))
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
-    else:
-        if not check_mode:
-            os.makedirs(dst, exist_ok=True)
-        with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
-            argv = rsync_argv(p, src, dst, check_mode)
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
+
+
+def run_rsync(argv):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=24 * 3600)
+
+
+def record_rsync(entry, proc, start):
     out = proc.stdout.decode(errors="replace")
     entry["rsync_rc"] = proc.returncode
     entry["changes"] = sum(1 for line in out.splitlines() if re.match(r"^[<>ch.*][fdLDS]", line) and not line.startswith(".d"))
@@ -489,21 +690,99 @@ def sync_one(entry, probe, dr_probe, p, check_mode):
     entry["bytes_transferred"] = int(m.group(1).replace(",", "")) if m else 0
     entry["duration"] = round(time.time() - start, 3)
     if proc.returncode == 24:
-        entry["warning"] = "some files vanished during transfer (rsync exit 24)"
+        add_warning(entry, "some files vanished during transfer (rsync exit 24)")
     elif proc.returncode != 0:
         entry["status"] = "failed"
         entry["reason"] = "rsync exit %d: %s" % (proc.returncode, proc.stderr.decode(errors="replace").strip()[-500:])
-        return entry
+        return
     entry["status"] = "synced"
+
+
+def sync_one(entry, cap, probe, dr_probe, p, check_mode):
+    start = time.time()
+    src, info = pick_source(entry, cap, probe)
+    dst = entry["dr_path"]
+    check_source(entry, src, info, dr_probe.get(dst, {}), p)
+    if p.get("direction", "pull") == "push":
+        # The DR directory and the lock directory were made by the DR probe;
+        # the remote rsync runs under the same per-directory flock a pull takes.
+        argv = rsync_argv(p, src, dst, check_mode, lock_path(p["dr_export_root"], entry["rel"]))
+        with capture_lock(p, entry):
+            record_rsync(entry, run_rsync(argv), start)
+            if entry["status"] == "synced" and entry["source"] == "capture" and not check_mode:
+                fingerprint(entry, src)
+        return entry
+    if not check_mode:
+        os.makedirs(dst, exist_ok=True)
+    with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+        src_lock = lock_path(captures_root(p), entry["rel"]) if entry["source"] == "capture" else None
+        with capture_lock(p, entry):
+            record_rsync(entry, run_rsync(rsync_argv(p, src, dst, check_mode, src_lock=src_lock)), start)
+        if entry["status"] == "synced" and p.get("points", True) and not check_mode:
+            # Verify and keep the point under the lock that made the copy:
+            # nothing else can change the DR directory in between.
+            if verify_here(p, entry, info):
+                keep_point(p, entry)
     return entry
+
+
+def fingerprint(entry, src):
+    """After a push from a capture: the capture's tree fingerprint, which mode
+    point compares with the DR copy before keeping it as this capture's point."""
+    try:
+        entry["source_tree"] = rp.tree_fingerprint(src)
+    except OSError as e:
+        add_warning(entry, "no fingerprint of capture %s: %s" % (src, e))
+
+
+def set_verify(entry, src, files, size):
+    entry["verify"] = {"primary_files": src.get("files"), "primary_bytes": src.get("bytes"), "dr_files": files, "dr_bytes": size}
+    if src.get("files") != files or src.get("bytes") != size:
+        entry["status"] = "discrepancy"
+        entry["reason"] = "after sync: primary %s files/%s bytes, DR %d files/%d bytes (files changed during the sync?)" % (
+            src.get("files"), src.get("bytes"), files, size)
+
+
+def verify_here(p, entry, before):
+    """Verify one pulled entry (under its lock); True when it is whole. A
+    capture does not change, so its stats from before the sync stand; a live
+    directory is probed again."""
+    src = entry["source_path"]
+    try:
+        after = before if entry["source"] == "capture" else probe_primary(p, [src]).get(src, {})
+    except Exception as e:  # noqa: BLE001 - reported on the entry
+        entry["verify"] = "not verified: %s" % e
+        entry["point_error"] = "no recovery point kept: the copy is not verified"
+        add_warning(entry, entry["point_error"])
+        return False
+    set_verify(entry, after, *local_stats(entry["dr_path"]))
+    return entry["status"] == "synced"
+
+
+def keep_point(p, entry):
+    """Keep the verified DR copy as a recovery point (the caller holds the lock)."""
+    fields = {"pv": entry["name"], "time": entry.get("capture_time") or rp.rfc3339(rp.utcnow()),
+              "consistency": entry.get("consistency", "inconsistent"), "capture_method": entry.get("capture_method"),
+              "source": entry.get("source", "live"), "job": p.get("job_id"), "vms": entry.get("vms"), "frozen": entry.get("frozen"),
+              "consistency_reason": entry.get("consistency_reason")}
+    try:
+        m = rp.make_point(p["dr_export_root"], entry["rel"], entry["dr_path"], fields, p["checksum"])
+        entry["point"] = {"time": m["time"], "path": m["path"], "consistency": m["consistency"]}
+    except rp.Unsupported:
+        entry["point_error"] = rp.NO_REFLINK
+        add_warning(entry, rp.NO_REFLINK)
+    except (rp.PointError, OSError, ValueError) as e:
+        entry["point_error"] = "no recovery point kept: %s" % e
+        add_warning(entry, entry["point_error"])
 
 
 def run_sync(p, entries, check_mode):
     """Sync mapped entries in parallel; fills status on each."""
+    caps = capture_sources(p, entries)
     todo = [e for e in entries if e["status"] == "mapped"]
     push = p.get("direction", "pull") == "push"
     try:
-        probe = probe_primary(p, [e["primary_path"] for e in todo])
+        probe = probe_primary(p, [e["primary_path"] for e in todo] + [c["path"] for c in caps.values()])
         if push:
             dr_probe = probe_dr(p, [e["dr_path"] for e in todo])
             # Create the DR directories (and the lock directory) only for
@@ -522,7 +801,7 @@ def run_sync(p, entries, check_mode):
 
     def one(entry):
         try:
-            sync_one(entry, probe, dr_probe, p, check_mode)
+            sync_one(entry, caps.get(entry["rel"]), probe, dr_probe, p, check_mode)
         except Refused as r:
             entry.update(status="refused", reason=str(r))
         except Exception as e:  # noqa: BLE001 - reported per PV
@@ -532,33 +811,29 @@ def run_sync(p, entries, check_mode):
         list(pool.map(one, todo))
     if check_mode:
         return
-    synced = [e for e in todo if e["status"] == "synced"]
+    # Entries verified under their lock (a point was due) are done.
+    synced = [e for e in todo if e["status"] == "synced" and "verify" not in e]
     try:
-        after = probe_primary(p, [e["primary_path"] for e in synced])
+        after = probe_primary(p, [e["source_path"] for e in synced])
         dr_after = probe_dr(p, [e["dr_path"] for e in synced]) if push else {}
     except Exception as e:  # noqa: BLE001
         for entry in synced:
             entry["verify"] = "not verified: %s" % e
         return
     for entry in synced:
-        src = after.get(entry["primary_path"], {})
         if push:
             d = dr_after.get(entry["dr_path"], {})
             files, size = d.get("files", 0), d.get("bytes", 0)
         else:
             files, size = local_stats(entry["dr_path"])
-        entry["verify"] = {"primary_files": src.get("files"), "primary_bytes": src.get("bytes"), "dr_files": files, "dr_bytes": size}
-        if src.get("files") != files or src.get("bytes") != size:
-            entry["status"] = "discrepancy"
-            entry["reason"] = "after sync: primary %s files/%s bytes, DR %d files/%d bytes (files changed during the sync?)" % (
-                src.get("files"), src.get("bytes"), files, size)
+        set_verify(entry, after.get(entry["source_path"], {}), files, size)
 
 
-def map_all(p, pvs):
+def map_all(p, pvs, dr=True):
     entries = []
     for pv in pvs:
         try:
-            entries.append(map_pv(pv, p))
+            entries.append(map_pv(pv, p, dr))
         except Refused as r:
             entries.append({"name": obj_name(pv), "status": "refused", "reason": str(r)})
     refuse_nested(entries)
@@ -593,6 +868,18 @@ def utc_stamp():
     return datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
 
 
+def archive_target(dst):
+    """Where a DR directory is archived: archived-<name>-<UTC stamp> beside it
+    (the next free second when an archive of this second exists)."""
+    parent, base = os.path.split(dst)
+    now = datetime.datetime.utcnow()
+    for n in range(3600):
+        target = os.path.join(parent, "%s%s-%s" % (ARCHIVE_PREFIX, base, (now + datetime.timedelta(seconds=n)).strftime("%Y%m%dT%H%M%SZ")))
+        if not os.path.lexists(target):
+            return target
+    raise RuntimeError("no free archive name for %s" % dst)
+
+
 def archive_dir(p, entry, check_mode):
     dst = entry["dr_path"]
     if not os.path.isdir(dst):
@@ -604,13 +891,214 @@ def archive_dir(p, entry, check_mode):
             with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
                 shutil.rmtree(dst)
         return True
-    parent, base = os.path.split(dst)
-    target = os.path.join(parent, "%s%s-%s" % (ARCHIVE_PREFIX, base, utc_stamp()))
+    target = archive_target(dst)
     entry.update(status="archived", archive_path=target)
     if not check_mode:
         with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
             os.rename(dst, target)
     return True
+
+
+# ---------------------------------------------------------------- captures (primary NFS host)
+
+def live_dir(p, entry):
+    """The live PV directory on this (primary) host, or Refused."""
+    src = entry["primary_path"]
+    if not os.path.isdir(src):
+        raise Refused("primary directory %s is missing" % src)
+    real, root = os.path.realpath(src), os.path.realpath(p["primary_export_root"])
+    if not real.startswith(root + "/"):
+        raise Refused("primary path resolves outside the export root (symlink): %s" % real)
+    if any(reserved_name(x) for x in os.path.relpath(real, root).split("/")):
+        raise Refused("primary path resolves into a name reserved for DR (symlink): %s" % real)
+    return src
+
+
+def capture_entry(p, entry, deadline, check_mode):
+    """The capture record of one mapped (or refused) entry."""
+    rec = {"name": entry["name"], "rel": entry.get("rel"), "path": None, "time": None, "method": p["capture_method"],
+           "status": "refused", "reason": entry.get("reason", ""), "duration": 0}
+    if entry["status"] != "mapped":
+        return rec
+    try:
+        src = live_dir(p, entry)
+    except Refused as r:
+        rec["reason"] = str(r)
+        return rec
+    if p["capture_method"] == "none" or check_mode:
+        why = "check mode: nothing captured" if check_mode else "capture_method none"
+        rec.update(status="skipped", reason=why + ": the sync copies the live directory (inconsistent)")
+        return rec
+    left = None if deadline is None else deadline - time.time()
+    if left is not None and left <= 0:
+        rec.update(status="failed", reason="capture_timeout (%ss) used up before this PV: not captured" % p["capture_timeout"])
+        return rec
+    try:
+        caps = rp.top_dir(p["primary_export_root"], rp.CAPTURES_DIR)
+        with Lock(caps, entry["rel"], p["lock_timeout"] if left is None else left, shared=True):
+            return rp.capture(src, p["primary_export_root"], entry["rel"], entry["name"], p["capture_method"],
+                              p["capture_command"], left)
+    except (ValueError, RuntimeError, OSError) as e:
+        rec.update(status="failed", reason=str(e))
+        return rec
+
+
+def capture_all(p, entries, check_mode):
+    """mode capture: one capture per PV, in sequence (each clone takes milliseconds)."""
+    deadline = time.time() + p["capture_timeout"] if p["capture_timeout"] > 0 else None
+    return [capture_entry(p, e, deadline, check_mode) for e in entries]
+
+
+def release_one(p, rel, check_mode):
+    """Remove all but the newest capture_keep captures of rel, unless a sync reads one now."""
+    try:
+        if not os.path.isdir(rp.captures_dir(p["primary_export_root"], rel)):
+            return {"status": "released"}
+        with Lock(rp.safe_dir(p["primary_export_root"], rp.CAPTURES_DIR), rel, 0):
+            kept, removed = rp.release(p["primary_export_root"], rel, p["capture_keep"], check_mode)
+        return {"status": "released", "kept": kept, "removed": removed}
+    except RuntimeError:
+        return {"status": "held", "reason": "a sync is reading a capture of this PV: nothing removed (the next release removes them)"}
+    except (ValueError, OSError) as e:
+        return {"status": "failed", "reason": str(e)}
+
+
+def release_all(p, entries, check_mode):
+    """mode capture_release, on the primary NFS host."""
+    out = []
+    for e in entries:
+        rec = {"name": e["name"], "rel": e.get("rel"), "status": "refused", "reason": e.get("reason", ""), "kept": [], "removed": []}
+        if e["status"] == "mapped":
+            rec["reason"] = ""
+            rec.update(release_one(p, e["rel"], check_mode))
+        out.append(rec)
+    return out
+
+
+# ---------------------------------------------------------------- recovery points (DR NFS host)
+
+def check_dr_entry(p, entry):
+    """Validate a push result before keeping its point here (it came from the
+    other host): its DR path is the mapping of its rel, under the DR root."""
+    rel = str(entry.get("rel") or "")
+    dst = os.path.join(p["dr_export_root"], rel)
+    if not rel or entry.get("dr_path") != dst:
+        raise Refused("sync result %r: dr_path %r is not the DR export root + rel %r" % (entry.get("name"), entry.get("dr_path"), rel))
+    check_path(dst, p["dr_export_root"], "DR")
+    if any(reserved_name(x) for x in rel.split("/")):
+        raise Refused("DR path %r uses a name reserved for DR archives or metadata" % dst)
+    if not os.path.realpath(dst).startswith(os.path.realpath(p["dr_export_root"]) + "/"):
+        raise Refused("DR path %r resolves outside the DR export root" % dst)
+    if entry.get("consistency") not in rp.LEVELS:
+        raise Refused("sync result %r: consistency %r is not one of %s" % (entry.get("name"), entry.get("consistency"), ", ".join(rp.LEVELS)))
+    if not isinstance(entry.get("verify"), dict):
+        raise Refused("the push was not verified")
+
+
+def point_after_push(p, entry):
+    check_dr_entry(p, entry)
+    with Lock(p["dr_export_root"], entry["rel"], p["lock_timeout"]):
+        if entry.get("source") == "capture":
+            if entry.get("capture_time"):
+                rp.parse_time(entry["capture_time"])
+            if not entry.get("source_tree") or rp.tree_fingerprint(entry["dr_path"]) != entry["source_tree"]:
+                raise Refused("the DR copy does not match capture %s (another sync of this PV since the push?)" % entry.get("capture_time"))
+        keep_point(p, entry)
+
+
+def points_after_push(p, results, check_mode):
+    """Keep the recovery points of a push sync's synced entries (mode point;
+    periodic with sync_results). Returns the results, updated."""
+    for e in results:
+        if e.get("status") != "synced" or not p["points"] or check_mode:
+            continue
+        try:
+            point_after_push(p, e)
+        except (Refused, RuntimeError, OSError, ValueError) as err:
+            e["point_error"] = "no recovery point kept: %s" % err
+            add_warning(e, e["point_error"])
+    return results
+
+
+def catalogue_entries(p, pvs):
+    """Entries (name, rel, status) for pvs, or for every PV in the catalogue when pvs is empty."""
+    if pvs:
+        return map_all(p, pvs)
+    return [{"name": None, "rel": rel, "status": "mapped"} for rel in rp.catalogue_rels(p["dr_export_root"])]
+
+
+def list_catalogue(p, entries):
+    """mode points: the recovery points of each entry; never raises on a damaged point."""
+    out = []
+    for e in entries:
+        rec = {"name": e["name"], "rel": e.get("rel"), "status": "refused", "reason": e.get("reason", ""),
+               "points": [], "damaged": [], "incomplete": []}
+        if e["status"] == "mapped":
+            try:
+                rec.update(rp.list_points(p["dr_export_root"], e["rel"]), status="listed", reason="")
+            except (OSError, ValueError) as err:
+                rec.update(status="failed", reason="cannot list the recovery points: %s" % err)
+        if rec["name"] is None and rec["points"]:
+            rec["name"] = rec["points"][-1].get("pv")
+        out.append(rec)
+    return out
+
+
+def prune_all(p, rels, check_mode):
+    """Retention (points_prune, periodic): per PV kept/removed counts; a PV whose
+    catalogue cannot be listed, or whose lock a sync holds, loses nothing."""
+    now, out = rp.utcnow(), []
+    for rel in rels:
+        try:
+            with Lock(p["dr_export_root"], rel, min(p["lock_timeout"], PRUNE_LOCK_WAIT)):
+                r = rp.prune(p["dr_export_root"], rel, now, p["points_keep_all_hours"], p["points_daily_days"], check_mode)
+            r.update(status="pruned", reason="")
+        except RuntimeError as e:
+            r = {"rel": rel, "status": "held", "reason": "%s: nothing removed" % e}
+        except (OSError, ValueError) as e:
+            r = {"rel": rel, "status": "failed", "reason": "%s: nothing removed" % e}
+        out.append(r)
+    return out
+
+
+def no_point_reason(spec, points):
+    oldest = " (oldest point: %s)" % points[0]["time"] if points else " (no recovery points)"
+    if spec == rp.SELECT_APP:
+        return "no application-consistent recovery point" + oldest
+    return "no recovery point at or before %s%s" % (spec, oldest)
+
+
+def restore_pv(p, e, check_mode):
+    """Select, and unless check mode restore, a rewritten PV's recovery point.
+    False when the PV fails (it is then not applied at DR)."""
+    spec = p["recovery_point"]
+    if not p["use_points"]:
+        e["point"] = "not used (use_points false): " + rp.WORKING_COPY
+        return True
+    try:
+        cat = rp.list_points(p["dr_export_root"], e["rel"])
+    except (OSError, ValueError) as err:
+        e.update(status="failed", reason="cannot list the recovery points: %s" % err)
+        return False
+    pt = rp.select_point(cat["points"], spec)
+    if pt is None:
+        if spec == rp.SELECT_LATEST:
+            e["point"] = rp.WORKING_COPY
+            return True
+        e.update(status="failed", reason=no_point_reason(spec, cat["points"]))
+        return False
+    e.update(point="%s (%s)" % (pt["time"], pt["consistency"]), point_time=pt["time"],
+             point_consistency=pt["consistency"], point_path=pt["path"], restored=False)
+    if check_mode:
+        return True
+    try:
+        with Lock(p["dr_export_root"], e["rel"], p["lock_timeout"]):
+            e["archive_path"] = rp.restore(pt, e["dr_path"], archive_target(e["dr_path"]))
+        e["restored"] = True
+        return True
+    except (rp.PointError, OSError, RuntimeError) as err:
+        e.update(status="failed", reason="cannot restore recovery point %s: %s" % (pt["time"], err))
+        return False
 
 
 def snapshot_doc(vs, pv_by_claim, p):
@@ -721,11 +1209,12 @@ def snapshots_delete(p, snaps, check_mode):
 def periodic(p, module):
     check = module.check_mode
     if p.get("sync_results") is not None:
-        # Data already pushed from the primary: report those results.
-        entries = p["sync_results"]
+        # Data already pushed from the primary: keep their recovery points, report them.
+        entries = points_after_push(p, p["sync_results"], check)
     else:
         entries = map_all(p, p["pvs"])
         run_sync(p, entries, check)
+    retention = catalogue_retention(p, check)
     known = set(e["rel"].split("/")[0] for e in entries if e.get("rel"))
     root = p["dr_export_root"]
     dirs = [n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)) and not reserved_name(n)]
@@ -756,10 +1245,19 @@ def periodic(p, module):
             orphans.append(o)
     if not p["snapshots_listed"]:
         # A failed listing says nothing about which snapshots exist: touch no record.
-        return entries, [], orphans, purged
+        return entries, [], orphans, purged, retention
     snaps, _ = snapshots_put(p, p["snapshots"], p["pvs"], check)
     snaps.extend(reconcile_metadata(p, check))
-    return entries, snaps, orphans, purged
+    return entries, snaps, orphans, purged, retention
+
+
+def catalogue_retention(p, check_mode):
+    """Retention over every PV in the catalogue (also of PVs gone from the primary)."""
+    try:
+        rels = rp.catalogue_rels(p["dr_export_root"])
+    except (OSError, ValueError) as e:
+        return [{"rel": None, "status": "failed", "reason": "cannot list the recovery points: %s: nothing removed" % e}]
+    return prune_all(p, rels, check_mode)
 
 
 def stale_metadata(p):
@@ -824,8 +1322,9 @@ def clean_meta(obj):
     return md
 
 
-def rewrite(p, pvs, pvcs):
-    """Rewrite NFS PVs to the DR server and mapped path; clean PVCs."""
+def rewrite(p, pvs, pvcs, check_mode=False):
+    """Restore each NFS PV's recovery point at DR; rewrite the PVs to the DR
+    server and mapped path (not a PV whose restore failed); clean PVCs."""
     out_pvs, entries = [], []
     for pv in pvs:
         name = (pv.get("metadata") or {}).get("name", "?")
@@ -833,6 +1332,9 @@ def rewrite(p, pvs, pvcs):
             e = map_pv(pv, p)
         except Refused as r:
             entries.append({"name": name, "status": "skipped", "reason": str(r)})
+            continue
+        entries.append(e)
+        if not restore_pv(p, e, check_mode):
             continue
         spec = json.loads(json.dumps(pv.get("spec") or {}))
         if spec.get("nfs"):
@@ -856,7 +1358,6 @@ def rewrite(p, pvs, pvcs):
             spec["claimRef"] = {k: ref[k] for k in ("apiVersion", "kind", "namespace", "name") if k in ref}
         out_pvs.append({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": clean_meta(pv), "spec": spec})
         e["status"] = "rewritten"
-        entries.append(e)
     out_pvcs = []
     for pvc in pvcs:
         spec = json.loads(json.dumps(pvc.get("spec") or {}))
@@ -874,77 +1375,173 @@ def summarize(entries):
     return s
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            mode=dict(type="str", required=True, choices=["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic", "rewrite"]),
-            pvcs=dict(type="list", elements="dict", default=[]),
-            dr_server=dict(type="str"),
-            pvs=dict(type="list", elements="dict", default=[]),
-            snapshots=dict(type="list", elements="dict", default=[]),
-            primary_server=dict(type="str", required=True),
-            primary_export_root=dict(type="path", required=True),
-            dr_export_root=dict(type="path", required=True),
-            ssh_host=dict(type="str"),
-            ssh_port=dict(type="int", default=22),
-            ssh_control_persist=dict(type="int", default=60),
-            direction=dict(type="str", default="pull", choices=["pull", "push"]),
-            sync_results=dict(type="list", elements="dict"),
-            ssh_user=dict(type="str", default="root"),
-            ssh_key=dict(type="path", no_log=False),
-            known_hosts=dict(type="path"),
-            parallelism=dict(type="int", default=4),
-            bwlimit=dict(type="int", default=0),
-            inplace=dict(type="bool", default=True),
-            checksum=dict(type="bool", default=False),
-            lock_timeout=dict(type="int", default=600),
-            metadata_dir=dict(type="path"),
-            archive_orphans=dict(type="bool", default=False),
-            archive_retention_days=dict(type="int", default=30),
-            delete_outright=dict(type="bool", default=False),
-            snapshots_listed=dict(type="bool", default=True),
-            max_delete_fraction=dict(type="float", default=0.5),
-            confirm_deletes=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
+MODES = ["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic", "rewrite",
+         "capture", "capture_release", "point", "points", "points_prune"]
+# Modes that run on the primary NFS server whatever the direction (no DR root needed).
+PRIMARY_MODES = ("capture", "capture_release")
+
+
+def argument_spec():
+    return dict(
+        mode=dict(type="str", required=True, choices=MODES),
+        pvcs=dict(type="list", elements="dict", default=[]),
+        dr_server=dict(type="str"),
+        pvs=dict(type="list", elements="dict", default=[]),
+        snapshots=dict(type="list", elements="dict", default=[]),
+        primary_server=dict(type="str", required=True),
+        primary_export_root=dict(type="path", required=True),
+        dr_export_root=dict(type="path"),
+        ssh_host=dict(type="str"),
+        ssh_port=dict(type="int", default=22),
+        ssh_control_persist=dict(type="int", default=60),
+        direction=dict(type="str", default="pull", choices=["pull", "push"]),
+        sync_results=dict(type="list", elements="dict"),
+        ssh_user=dict(type="str", default="root"),
+        ssh_key=dict(type="path", no_log=False),
+        known_hosts=dict(type="path"),
+        parallelism=dict(type="int", default=4),
+        bwlimit=dict(type="int", default=0),
+        inplace=dict(type="bool", default=True),
+        checksum=dict(type="bool", default=False),
+        lock_timeout=dict(type="int", default=600),
+        metadata_dir=dict(type="path"),
+        archive_orphans=dict(type="bool", default=False),
+        archive_retention_days=dict(type="int", default=30),
+        delete_outright=dict(type="bool", default=False),
+        snapshots_listed=dict(type="bool", default=True),
+        max_delete_fraction=dict(type="float", default=0.5),
+        confirm_deletes=dict(type="bool", default=False),
+        captures=dict(type="list", elements="dict", default=[]),
+        points=dict(type="bool", default=True),
+        job_id=dict(type="str", default=""),
+        capture_method=dict(type="str", default="reflink", choices=["reflink", "command", "none"]),
+        capture_command=dict(type="list", elements="str"),
+        capture_timeout=dict(type="int", default=0),
+        capture_keep=dict(type="int", default=1),
+        points_keep_all_hours=dict(type="int", default=24),
+        points_daily_days=dict(type="int", default=7),
+        recovery_point=dict(type="str", default="latest"),
+        use_points=dict(type="bool", default=True),
     )
-    p = module.params
-    for key in ("primary_export_root", "dr_export_root"):
-        if not os.path.isabs(p[key]) or p[key] == "/":
-            module.fail_json(msg="%s must be an absolute directory other than /" % key)
-    if p["direction"] == "push":
-        if p["mode"] not in ("map", "sync"):
-            module.fail_json(msg="direction push applies to mode sync; mode %s runs on the DR NFS server" % p["mode"])
+
+
+def bad_roots(p):
+    """Why the export roots do not suit the mode (on this host), or None."""
+    mode = p["mode"]
+    keys = ("primary_export_root",) if mode in PRIMARY_MODES else ("primary_export_root", "dr_export_root")
+    for key in keys:
+        if not p[key] or not os.path.isabs(p[key]) or p[key] == "/":
+            return "%s must be an absolute directory other than /" % key
+    if mode in PRIMARY_MODES:
         if not os.path.isdir(p["primary_export_root"]):
-            module.fail_json(msg="primary export root %s does not exist on this host (push runs on the primary NFS server)" % p["primary_export_root"])
-    elif p["mode"] not in ("map", "rewrite") and not os.path.isdir(p["dr_export_root"]):
-        module.fail_json(msg="DR export root %s does not exist on this host" % p["dr_export_root"])
-    if p["mode"] in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
-        module.fail_json(msg="metadata_dir is required for mode %s" % p["mode"])
+            return "primary export root %s does not exist on this host (mode %s runs on the primary NFS server)" % (p["primary_export_root"], mode)
+        return None
+    if p["direction"] == "push" and mode != "point":
+        if mode not in ("map", "sync"):
+            return "direction push applies to mode sync; mode %s runs on the DR NFS server" % mode
+        if not os.path.isdir(p["primary_export_root"]):
+            return "primary export root %s does not exist on this host (push runs on the primary NFS server)" % p["primary_export_root"]
+    elif mode not in ("map", "rewrite") and not os.path.isdir(p["dr_export_root"]):
+        return "DR export root %s does not exist on this host" % p["dr_export_root"]
+    return None
+
+
+def bad_params(p):
+    """Why the parameters do not suit the mode, or None."""
+    why = bad_roots(p)
+    if why:
+        return why
+    mode = p["mode"]
+    if mode in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
+        return "metadata_dir is required for mode %s" % mode
+    if mode == "capture" and p["capture_method"] == "command" and not p["capture_command"]:
+        return "capture_command is required with capture_method command"
+    if mode == "point" and p["sync_results"] is None:
+        return "sync_results (the results of the push sync) is required for mode point"
+    if mode == "rewrite":
+        if not p["dr_server"]:
+            return "dr_server is required for mode rewrite"
+        try:
+            rp.check_spec(p["recovery_point"])
+        except ValueError:
+            return "recovery_point %r is not latest, latest-application-consistent or an RFC 3339 time" % p["recovery_point"]
+    if p["capture_keep"] < 1 or p["points_keep_all_hours"] < 0 or p["points_daily_days"] < 0 or p["capture_timeout"] < 0:
+        return "capture_keep must be at least 1; points_keep_all_hours, points_daily_days and capture_timeout not negative"
+    return None
+
+
+def points_kept(entries):
+    """Recovery points kept by this run. Not counted as a change: a point is
+    kept at every verified sync, also one that moved no data (so an idle PV's
+    achieved recovery point keeps up), and a sync that moved nothing stays
+    changed=false."""
+    return sum(1 for e in entries if e.get("point"))
+
+
+def exit_fenced(module, p):
+    entries = map_all(p, p["pvs"])
+    for e in entries:
+        if e["status"] == "mapped":
+            e.update(status="refused", reason="the DR site is active (%s exists): not pulling from the old primary" % MARKER)
+    module.exit_json(changed=False, fenced=True, results=entries, summary=summarize(entries), snapshots=[], orphans=[], purged=[], retention=[])
+
+
+def run_primary_mode(module, p):
+    entries = map_all(p, p["pvs"], dr=False)
+    if p["mode"] == "capture":
+        caps = capture_all(p, entries, module.check_mode)
+        module.exit_json(changed=any(c["status"] == "ok" for c in caps), captures=caps, summary=summarize(caps))
+    rel = release_all(p, entries, module.check_mode)
+    module.exit_json(changed=any(r.get("removed") for r in rel), captures=rel, summary=summarize(rel))
+
+
+def run_points_mode(module, p):
     mode, check = p["mode"], module.check_mode
+    if mode == "point":
+        entries = points_after_push(p, p["sync_results"], check)
+        module.exit_json(changed=False, results=entries, summary=summarize(entries), points_kept=points_kept(entries))
+    try:
+        entries = catalogue_entries(p, p["pvs"])
+    except (OSError, ValueError) as e:
+        module.fail_json(msg="cannot list the recovery points: %s" % e)
+    if mode == "points":
+        cat = list_catalogue(p, entries)
+        module.exit_json(changed=False, points=cat, summary=summarize(cat))
+    refused = [{"rel": e.get("rel"), "name": e["name"], "status": "refused", "reason": e["reason"]} for e in entries if e["status"] != "mapped"]
+    res = refused + prune_all(p, [e["rel"] for e in entries if e["status"] == "mapped"], check)
+    module.exit_json(changed=any(r.get("removed") or r.get("incomplete_removed") for r in res), retention=res, summary=summarize(res))
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    why = bad_params(p)
+    if why:
+        module.fail_json(msg=why)
+    mode, check = p["mode"], module.check_mode
+
+    if mode in PRIMARY_MODES:
+        run_primary_mode(module, p)
+
+    if mode in ("point", "points", "points_prune"):
+        run_points_mode(module, p)
 
     if mode == "map":
         entries = map_all(p, p["pvs"])
         module.exit_json(changed=False, results=entries, summary=summarize(entries))
 
     if mode == "rewrite":
-        if not p["dr_server"]:
-            module.fail_json(msg="dr_server is required for mode rewrite")
-        entries, pvs, pvcs = rewrite(p, p["pvs"], p["pvcs"])
-        module.exit_json(changed=False, results=entries, summary=summarize(entries), pvs=pvs, pvcs=pvcs)
+        entries, pvs, pvcs = rewrite(p, p["pvs"], p["pvcs"], check)
+        module.exit_json(changed=any(e.get("restored") for e in entries), results=entries, summary=summarize(entries), pvs=pvs, pvcs=pvcs)
 
     if mode in ("sync", "periodic") and p.get("sync_results") is None and fenced(p):
-        entries = map_all(p, p["pvs"])
-        for e in entries:
-            if e["status"] == "mapped":
-                e.update(status="refused", reason="the DR site is active (%s exists): not pulling from the old primary" % MARKER)
-        module.exit_json(changed=False, fenced=True, results=entries, summary=summarize(entries), snapshots=[], orphans=[], purged=[])
+        exit_fenced(module, p)
 
     if mode == "sync":
         entries = map_all(p, p["pvs"])
         run_sync(p, entries, check)
         changed = any(e.get("changes", 0) > 0 for e in entries)
-        module.exit_json(changed=changed, results=entries, summary=summarize(entries))
+        module.exit_json(changed=changed, results=entries, summary=summarize(entries), points_kept=points_kept(entries))
 
     if mode == "archive":
         entries = map_all(p, p["pvs"])
@@ -962,9 +1559,11 @@ def main():
         res, changed = snapshots_delete(p, p["snapshots"], check)
         module.exit_json(changed=changed, snapshots=res)
 
-    entries, snaps, orphans, purged = periodic(p, module)
-    changed = any(e.get("changes", 0) > 0 for e in entries) or bool(purged) or any(o["archived"] for o in orphans)
-    module.exit_json(changed=changed, results=entries, summary=summarize(entries), snapshots=snaps, orphans=orphans, purged=purged)
+    entries, snaps, orphans, purged, retention = periodic(p, module)
+    changed = (any(e.get("changes", 0) > 0 for e in entries) or bool(purged)
+               or any(o["archived"] for o in orphans) or any(r.get("removed") for r in retention))
+    module.exit_json(changed=changed, results=entries, summary=summarize(entries), snapshots=snaps, orphans=orphans,
+                     purged=purged, retention=retention, points_kept=points_kept(entries))
 
 
 if __name__ == "__main__":
