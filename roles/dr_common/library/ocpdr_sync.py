@@ -499,16 +499,8 @@ def local_probe(path):
 
 
 def local_stats(path):
-    files = size = 0
-    for root, _dirs, names in os.walk(path):
-        for n in names:
-            try:
-                st = os.lstat(os.path.join(root, n))
-            except OSError:
-                continue
-            files += 1
-            size += st.st_size
-    return files, size
+    """(files, bytes) below path, counted as the verification counts them."""
+    return rp.tree_stats(path)
 
 
 def lock_path(dr_root, rel):
