@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -42,7 +43,7 @@ type env struct {
 
 // start runs the guest API and the simulated KubeVirt (with writers) for
 // the test's duration.
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	l := lab.Get(t)
 	if !l.Primary.Reflink || !l.DR.Reflink {
@@ -91,48 +92,81 @@ func object(apiVersion, kind, namespace, name string, spec map[string]any) *unst
 // vm creates a PV, its PVC and a running VM with a simulated guest writing
 // into <PV dir>/disk.img, waits for the guest's first generations and
 // returns the PV as the forwarder would post it.
-func (e *env) vm(t *testing.T, name string, ann map[string]string) map[string]any {
+func (e *env) vm(t testing.TB, name string, ann map[string]string) map[string]any {
+	t.Helper()
+	return e.vmDisks(t, name, 1, ann)[0]
+}
+
+// vmDisks is vm with n disks (PV directories <ns>-<name>, <ns>-<name>-2, ...),
+// each written by the guest; it returns their PVs.
+func (e *env) vmDisks(t testing.TB, name string, n int, ann map[string]string) []map[string]any {
 	t.Helper()
 	ctx := t.Context()
-	dir := filepath.Join(e.l.Primary.ExportRoot, ns+"-"+name)
-	create := func(res dynamic.ResourceInterface, o *unstructured.Unstructured) {
-		t.Helper()
-		if _, err := res.Create(ctx, o, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
+	var vols []any
+	for i := 1; i <= n; i++ {
+		disk := diskName(name, i)
+		e.disk(t, disk)
+		vols = append(vols, map[string]any{"name": fmt.Sprintf("disk%d", i), "persistentVolumeClaim": map[string]any{"claimName": disk + "-disk"}})
 	}
-	create(e.p.Resource(sim.GVRPV), object("v1", "PersistentVolume", "", name+"-pv", map[string]any{
-		"capacity": map[string]any{"storage": "1Gi"}, "accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic",
-		"nfs":      map[string]any{"server": e.l.Primary.NFSHost, "path": dir},
-		"claimRef": map[string]any{"namespace": ns, "name": name + "-disk"},
-	}))
-	create(e.p.Resource(sim.GVRPVC).Namespace(ns), object("v1", "PersistentVolumeClaim", ns, name+"-disk", map[string]any{
-		"accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic", "volumeName": name + "-pv",
-		"resources": map[string]any{"requests": map[string]any{"storage": "1Gi"}},
-	}))
 	vm := object("kubevirt.io/v1", "VirtualMachine", ns, name, map[string]any{
 		"runStrategy": "Always",
-		"template": map[string]any{"spec": map[string]any{"volumes": []any{
-			map[string]any{"name": "root", "persistentVolumeClaim": map[string]any{"claimName": name + "-disk"}}}}},
+		"template":    map[string]any{"spec": map[string]any{"volumes": vols}},
 	})
 	a := map[string]string{sim.AnnotationGuest: "writer", sim.AnnotationGuestSize: "16Mi", sim.AnnotationGuestRecords: "256"}
 	for k, v := range ann {
 		a[k] = v
 	}
 	vm.SetAnnotations(a)
-	create(e.p.Resource(sim.GVRVM).Namespace(ns), vm)
-	e.boundAndWriting(t, name, filepath.Join(dir, sim.DiskImage))
-	pv, err := e.p.Resource(sim.GVRPV).Get(ctx, name+"-pv", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if _, err := e.p.Resource(sim.GVRVM).Namespace(ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create VirtualMachine %s: %v", name, err)
 	}
-	return pv.Object
+	var pvs []map[string]any
+	for i := 1; i <= n; i++ {
+		disk := diskName(name, i)
+		e.boundAndWriting(t, name, filepath.Join(e.l.Primary.ExportRoot, ns+"-"+disk, sim.DiskImage))
+		pv, err := e.p.Resource(sim.GVRPV).Get(ctx, disk+"-pv", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pvs = append(pvs, pv.Object)
+	}
+	return pvs
+}
+
+// diskName names a VM's i-th disk: the VM's name for the first.
+func diskName(vm string, i int) string {
+	if i == 1 {
+		return vm
+	}
+	return fmt.Sprintf("%s-%d", vm, i)
+}
+
+// disk creates the PV <disk>-pv on <ns>-<disk> and its PVC <disk>-disk.
+func (e *env) disk(t testing.TB, disk string) {
+	t.Helper()
+	ctx := t.Context()
+	dir := filepath.Join(e.l.Primary.ExportRoot, ns+"-"+disk)
+	create := func(res dynamic.ResourceInterface, o *unstructured.Unstructured) {
+		t.Helper()
+		if _, err := res.Create(ctx, o, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	create(e.p.Resource(sim.GVRPV), object("v1", "PersistentVolume", "", disk+"-pv", map[string]any{
+		"capacity": map[string]any{"storage": "1Gi"}, "accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic",
+		"nfs":      map[string]any{"server": e.l.Primary.NFSHost, "path": dir},
+		"claimRef": map[string]any{"namespace": ns, "name": disk + "-disk"},
+	}))
+	create(e.p.Resource(sim.GVRPVC).Namespace(ns), object("v1", "PersistentVolumeClaim", ns, disk+"-disk", map[string]any{
+		"accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic", "volumeName": disk + "-pv",
+		"resources": map[string]any{"requests": map[string]any{"storage": "1Gi"}},
+	}))
 }
 
 // boundAndWriting waits until the PVC is Bound (the lab's
 // kube-controller-manager binds it) and the guest has committed a few
 // generations.
-func (e *env) boundAndWriting(t *testing.T, name, disk string) {
+func (e *env) boundAndWriting(t testing.TB, name, disk string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -158,7 +192,7 @@ type manifest struct {
 }
 
 // points lists the DR points of the PV directory rel, oldest first.
-func (e *env) points(t *testing.T, rel string) []manifest {
+func (e *env) points(t testing.TB, rel string) []manifest {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(e.l.DR.ExportRoot, ".ocpdr-points", rel, "*", "manifest.json"))
 	var out []manifest
@@ -178,7 +212,7 @@ func (e *env) points(t *testing.T, rel string) []manifest {
 	return out
 }
 
-func (e *env) sync(t *testing.T, pv map[string]any, extra ...string) string {
+func (e *env) sync(t testing.TB, pv map[string]any, extra ...string) string {
 	t.Helper()
 	return e.l.MustPlaybook(t, syncPlaybook, map[string]any{"pv_object": pv}, extra...)
 }
