@@ -1,3 +1,5 @@
+// Benchmarks of the dispatcher with a stub engine and executor.
+
 package dispatch_test
 
 import (

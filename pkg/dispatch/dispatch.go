@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -22,18 +21,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
+	"github.com/ocpv-dr/ocpv-dr/pkg/rulebook"
 )
 
-// Fired is one action the engine decided to run (the shape of rulebook.Fired).
-type Fired struct {
-	Ruleset        string
-	Rule           string
-	Action         string
-	Args           map[string]any
-	MatchingEvents map[string]any
-}
+// Fired is one action the engine decided to run: the rule engine's own type,
+// so that a *rulebook.Session is an Engine as it is.
+type Fired = rulebook.Fired
 
-// Engine evaluates events against the rulebook. Builtin actions that change
+// Engine evaluates events against the rulebook (a *rulebook.Session). Builtin actions that change
 // the engine's own state (set_fact, retract_fact, post_event) are applied by
 // the engine and also returned. The dispatcher serialises all calls.
 type Engine interface {
@@ -57,11 +52,11 @@ type Store interface {
 	PutJob(ctx context.Context, j inbox.Job) (uint64, error)
 }
 
-// Job kinds of a JobRequest.
+// Job kinds of a JobRequest (the action registry's, see rulebook.ActionSpec).
 const (
-	KindJobTemplate      = "job_template"
-	KindWorkflowTemplate = "workflow_job_template"
-	KindPlaybook         = "playbook"
+	KindJobTemplate      = rulebook.JobTemplate
+	KindWorkflowTemplate = rulebook.JobWorkflowTemplate
+	KindPlaybook         = rulebook.JobPlaybook
 )
 
 // JobRequest is one job to run, already resolved from an action.
@@ -186,7 +181,20 @@ func New(cfg Config) (*Dispatcher, error) {
 		inflight: make(chan struct{}, cfg.MaxInFlight),
 		lanes:    map[string]*lane{},
 	}
-	d.m = metrics{
+	d.m = newMetrics()
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{d.m.matches, d.m.actions, d.m.duration, d.m.lag, d.m.coalesced, d.m.running, d.m.engineErr} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
+			}
+		}
+	}
+	return d, nil
+}
+
+// newMetrics makes the dispatcher's collectors (registered by New).
+func newMetrics() metrics {
+	return metrics{
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "receiver_rule_matches_total", Help: "Rule matches, by ruleset and rule.",
 		}, []string{"ruleset", "rule"}),
@@ -212,14 +220,6 @@ func New(cfg Config) (*Dispatcher, error) {
 			Name: "receiver_engine_errors_total", Help: "Events the rule engine could not evaluate.",
 		}),
 	}
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{d.m.matches, d.m.actions, d.m.duration, d.m.lag, d.m.coalesced, d.m.running, d.m.engineErr} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("dispatch: register metrics: %w", err)
-			}
-		}
-	}
-	return d, nil
 }
 
 // Run feeds pending inbox entries (oldest first, including those left over
@@ -394,95 +394,13 @@ func (d *Dispatcher) process(ev map[string]any) (fired []Fired, err error) {
 	return d.cfg.Engine.Process(ev)
 }
 
-// fire records a match and starts its action.
-func (d *Dispatcher) fire(ctx context.Context, t *tracker, f Fired) {
-	d.m.matches.WithLabelValues(f.Ruleset, f.Rule).Inc()
-	t.mu.Lock()
-	t.rules = append(t.rules, f.Ruleset+"/"+f.Rule)
-	t.mu.Unlock()
-	log := d.log.With(zap.Uint64("seq", t.seq), zap.String("ruleset", f.Ruleset), zap.String("rule", f.Rule), zap.String("action", f.Action))
-	switch f.Action {
-	case "run_job_template", "run_workflow_template", "run_playbook":
-		d.enqueue(ctx, t, f)
-	case "debug":
-		if msg, ok := f.Args["msg"]; ok {
-			log.Info("debug", zap.Any("msg", msg))
-		} else if v, ok := f.Args["var"]; ok {
-			log.Info("debug", zap.Any("var", v), zap.Any("event", matched(f)))
-		} else {
-			log.Info("debug", zap.Any("args", f.Args), zap.Any("event", matched(f)))
-		}
-		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
-	case "print_event":
-		log.Info("print_event", zap.Any("event", matched(f)))
-		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
-	case "none", "set_fact", "retract_fact", "post_event":
-		// The engine applied the builtin already.
-		log.Debug("builtin action")
-		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
-	case "shutdown":
-		msg, _ := f.Args["message"].(string)
-		if msg == "" {
-			msg = "shutdown action in rule " + f.Rule
-		}
-		log.Info("shutdown requested by a rule", zap.String("message", msg))
-		t.mu.Lock()
-		t.shutdown = msg
-		t.mu.Unlock()
-		d.m.actions.WithLabelValues(f.Action, "successful").Inc()
-	default:
-		log.Warn("unsupported action")
-		d.m.actions.WithLabelValues("unsupported", "failed").Inc()
-		t.mu.Lock()
-		t.failures = append(t.failures, "unsupported action "+f.Action)
-		t.mu.Unlock()
-	}
-}
-
-func matched(f Fired) any {
-	if len(f.MatchingEvents) == 1 {
-		for _, v := range f.MatchingEvents {
-			return v
-		}
-	}
-	return f.MatchingEvents
-}
-
-// WrapEntry builds the ansible.eda.webhook event for a stored entry:
-// {"payload": <body>, "meta": {endpoint, headers, source, received_at, uuid}}.
+// WrapEntry builds the ansible.eda.webhook event for a stored entry (see
+// rulebook.WrapWebhookEvent: whole numbers become int64); a payload that is
+// not JSON fails the entry.
 func WrapEntry(e *inbox.Entry) (map[string]any, error) {
 	var body any
 	if err := json.Unmarshal(e.Payload, &body); err != nil {
 		return nil, fmt.Errorf("decode payload of entry %d: %w", e.Seq, err)
 	}
-	headers := make(map[string]any, len(e.Headers))
-	for k, v := range e.Headers {
-		headers[k] = v
-	}
-	return map[string]any{
-		"payload": body,
-		"meta": map[string]any{
-			"endpoint":    e.Endpoint,
-			"headers":     headers,
-			"source":      map[string]any{"name": "ansible.eda.webhook", "type": "ansible.eda.webhook"},
-			"received_at": e.ReceivedAt.UTC().Format("2006-01-02T15:04:05.000000Z"),
-			"uuid":        e.UUID,
-		},
-	}, nil
-}
-
-// internalEvent tags job artifacts as ansible-rulebook does before posting
-// them back as an event or fact.
-func internalEvent(artifacts map[string]any, source string, now time.Time) map[string]any {
-	ev := maps.Clone(artifacts)
-	meta, _ := ev["meta"].(map[string]any)
-	meta = maps.Clone(meta)
-	if meta == nil {
-		meta = map[string]any{}
-	}
-	meta["source"] = map[string]any{"name": source, "type": "internal"}
-	meta["received_at"] = now.UTC().Format("2006-01-02T15:04:05.000000Z")
-	meta["uuid"] = uuid.NewString()
-	ev["meta"] = meta
-	return ev
+	return rulebook.WrapWebhookEvent(body, e.Endpoint, e.Headers, e.ReceivedAt, e.UUID), nil
 }

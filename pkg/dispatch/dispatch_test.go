@@ -1,3 +1,5 @@
+// Tests of the dispatcher: lanes, coalescing, retries, outcomes, artifacts.
+
 package dispatch
 
 import (

@@ -1,17 +1,19 @@
+// Job actions: lanes that run them one at a time per resource, coalescing,
+// running a job with retries, recording its outcome and posting its
+// artifacts back to the engine.
+
 package dispatch
 
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
+	"github.com/ocpv-dr/ocpv-dr/pkg/rulebook"
 )
 
 // task is a job action waiting in, or running from, a lane.
@@ -38,11 +40,9 @@ type lane struct {
 func (d *Dispatcher) enqueue(ctx context.Context, t *tracker, f Fired) {
 	t.add()
 	key := ""
-	for _, k := range sortedKeys(f.MatchingEvents) {
-		if ev, ok := f.MatchingEvents[k].(map[string]any); ok {
-			if key = LaneKey(ev); key != "" {
-				break
-			}
+	for _, ev := range f.Events() {
+		if key = LaneKey(ev); key != "" {
+			break
 		}
 	}
 	if key == "" {
@@ -146,26 +146,64 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 		Coalesced: len(t.trackers) - 1, Created: d.cfg.Now().UTC(),
 	}
 	if err != nil {
-		job.Status, job.Error = "error", err.Error()
-		id, _ := d.cfg.Store.PutJob(context.WithoutCancel(ctx), job)
-		d.m.actions.WithLabelValues(f.Action, "error").Inc()
 		log.Warn("invalid action arguments", zap.Error(err))
-		d.finishTrackers(t, id, "invalid action arguments: "+err.Error())
+		d.refuse(ctx, t, job, err.Error(), "invalid action arguments: "+err.Error())
 		return
 	}
-	exec := d.cfg.Templates
-	if req.Kind == KindPlaybook {
-		exec = d.cfg.Playbooks
-	}
+	exec := d.executor(req.Kind)
 	if exec == nil {
-		job.Status, job.Error = "error", "no executor configured for "+f.Action
-		id, _ := d.cfg.Store.PutJob(context.WithoutCancel(ctx), job)
-		d.m.actions.WithLabelValues(f.Action, "error").Inc()
-		d.finishTrackers(t, id, job.Error)
+		msg := "no executor configured for " + f.Action
+		d.refuse(ctx, t, job, msg, msg)
 		return
 	}
+	res, interrupted, runErr := d.execute(ctx, log, t, exec, &req, &job, spec)
+	if interrupted {
+		// Shutting down: the entry stays pending and runs again after a
+		// restart (a Controller job is found again by its event label).
+		log.Info("job interrupted by shutdown")
+		for _, tr := range t.trackers {
+			tr.done(0, "", "")
+		}
+		return
+	}
+	d.recordResult(ctx, log, t, &job, res, runErr)
+	log.Info("job finished", zap.Uint64("job", job.ID), zap.String("name", req.Name), zap.String("status", job.Status),
+		zap.Float64("seconds", job.DurationSeconds), zap.Int("coalesced", job.Coalesced), zap.String("error", job.Error))
+	d.postArtifacts(ctx, log, newest, f, res.Artifacts, spec)
+	failure := ""
+	if job.Status != "successful" {
+		failure = fmt.Sprintf("job %d (%s %q) %s", job.ID, f.Action, req.Name, job.Status)
+		if job.Error != "" {
+			failure += ": " + job.Error
+		}
+	}
+	d.finishTrackers(t, job.ID, failure)
+}
+
+// refuse records a job that could not start (status error, with why) and
+// fails the task's events with failure.
+func (d *Dispatcher) refuse(ctx context.Context, t *task, job inbox.Job, why, failure string) {
+	job.Status, job.Error = "error", why
+	id, _ := d.cfg.Store.PutJob(context.WithoutCancel(ctx), job)
+	d.m.actions.WithLabelValues(t.fired.Action, "error").Inc()
+	d.finishTrackers(t, id, failure)
+}
+
+// executor is the one that runs jobs of kind (nil: none configured).
+func (d *Dispatcher) executor(kind string) Executor {
+	if kind == KindPlaybook {
+		return d.cfg.Playbooks
+	}
+	return d.cfg.Templates
+}
+
+// execute records the job as running and runs it, relaunching a failed job
+// up to spec.Retries times after spec.Delay. interrupted reports that ctx
+// ended (the job's outcome is then not recorded). A panic in the executor
+// records the job as an error before it goes on to runTaskSafely.
+func (d *Dispatcher) execute(ctx context.Context, log *zap.Logger, t *task, exec Executor, req *JobRequest, job *inbox.Job, spec rulebook.JobAction) (res JobResult, interrupted bool, runErr error) {
 	job.Status = "running"
-	id, err := d.cfg.Store.PutJob(ctx, job)
+	id, err := d.cfg.Store.PutJob(ctx, *job)
 	if err != nil {
 		log.Error("record job", zap.Error(err))
 	}
@@ -175,35 +213,31 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 		if r := recover(); r != nil {
 			d.m.running.Dec()
 			job.Status, job.Error = "error", fmt.Sprint("internal error: ", r)
-			_, _ = d.cfg.Store.PutJob(context.WithoutCancel(ctx), job)
+			_, _ = d.cfg.Store.PutJob(context.WithoutCancel(ctx), *job)
 			panic(r) // runTaskSafely fails the events
 		}
 	}()
-	var res JobResult
-	var runErr error
 	for attempt := 0; ; attempt++ {
 		job.Attempts = attempt + 1
 		req.Attempt = attempt
-		res, runErr = exec.Run(ctx, req)
-		if runErr != nil || res.Status != "failed" || attempt >= spec.retries || ctx.Err() != nil {
+		res, runErr = exec.Run(ctx, *req)
+		if runErr != nil || res.Status != "failed" || attempt >= spec.Retries || ctx.Err() != nil {
 			break
 		}
-		log.Info("job failed, retrying", zap.Int("attempt", attempt+1), zap.Int("retries", spec.retries), zap.Duration("delay", spec.delay))
+		log.Info("job failed, retrying", zap.Int("attempt", attempt+1), zap.Int("retries", spec.Retries), zap.Duration("delay", spec.Delay))
 		select {
-		case <-time.After(spec.delay):
+		case <-time.After(spec.Delay):
 		case <-ctx.Done():
 		}
 	}
 	d.m.running.Dec()
-	if ctx.Err() != nil {
-		// Shutting down: the entry stays pending and runs again after a
-		// restart (a Controller job is found again by its event label).
-		log.Info("job interrupted by shutdown")
-		for _, tr := range t.trackers {
-			tr.done(0, "", "")
-		}
-		return
-	}
+	return res, ctx.Err() != nil, runErr
+}
+
+// recordResult stores the job's outcome, times and (successful jobs that
+// carried a change) replication lag, and counts it.
+func (d *Dispatcher) recordResult(ctx context.Context, log *zap.Logger, t *task, job *inbox.Job, res JobResult, runErr error) {
+	action := t.fired.Action
 	if runErr != nil {
 		job.Status, job.Error = "error", runErr.Error()
 	} else {
@@ -220,58 +254,48 @@ func (d *Dispatcher) runTask(ctx context.Context, t *task) {
 		job.Finished = &fin
 		if !res.Started.IsZero() {
 			job.DurationSeconds = res.Finished.Sub(res.Started).Seconds()
-			d.m.duration.WithLabelValues(f.Action).Observe(job.DurationSeconds)
+			d.m.duration.WithLabelValues(action).Observe(job.DurationSeconds)
 		}
 		if job.Status == "successful" && !t.firstChange.IsZero() {
-			lag := res.Finished.Sub(t.firstChange).Seconds()
-			if lag < 0 {
-				lag = 0
-			}
+			lag := max(res.Finished.Sub(t.firstChange).Seconds(), 0)
 			job.ReplicationLagSeconds = lag
 			first := t.firstChange.UTC()
 			job.FirstChange = &first
 			d.m.lag.WithLabelValues(t.changeKind).Observe(lag)
 		}
 	}
-	if _, err := d.cfg.Store.PutJob(context.WithoutCancel(ctx), job); err != nil {
+	if _, err := d.cfg.Store.PutJob(context.WithoutCancel(ctx), *job); err != nil {
 		log.Error("record job", zap.Error(err))
 	}
-	d.m.actions.WithLabelValues(f.Action, job.Status).Inc()
-	log.Info("job finished", zap.Uint64("job", id), zap.String("name", req.Name), zap.String("status", job.Status),
-		zap.Float64("seconds", job.DurationSeconds), zap.Int("coalesced", job.Coalesced), zap.String("error", job.Error))
+	d.m.actions.WithLabelValues(action, job.Status).Inc()
+}
 
-	// Artifacts go back to the engine as an event or a fact; what they fire
-	// belongs to the newest entry.
-	if len(res.Artifacts) > 0 && (spec.postEvents || spec.setFacts) {
-		ruleset := f.Ruleset
-		if spec.ruleset != "" {
-			ruleset = spec.ruleset
-		}
-		ev := internalEvent(res.Artifacts, f.Action, d.cfg.Now())
-		d.engineMu.Lock()
-		var more []Fired
-		var err error
-		if spec.setFacts {
-			more, err = d.cfg.Engine.SetFact(ruleset, ev)
-		} else {
-			more, err = d.cfg.Engine.PostEvent(ruleset, ev)
-		}
-		d.engineMu.Unlock()
-		if err != nil {
-			log.Warn("post job artifacts", zap.Error(err))
-		}
-		for _, mf := range more {
-			d.fire(ctx, newest, mf)
-		}
+// postArtifacts sends a job's artifacts back to the engine as an event or a
+// fact (post_events / set_facts); what they fire belongs to the newest entry.
+func (d *Dispatcher) postArtifacts(ctx context.Context, log *zap.Logger, newest *tracker, f Fired, artifacts map[string]any, spec rulebook.JobAction) {
+	if len(artifacts) == 0 || (!spec.PostEvents && !spec.SetFacts) {
+		return
 	}
-	failure := ""
-	if job.Status != "successful" {
-		failure = fmt.Sprintf("job %d (%s %q) %s", id, f.Action, req.Name, job.Status)
-		if job.Error != "" {
-			failure += ": " + job.Error
-		}
+	ruleset := f.Ruleset
+	if spec.Ruleset != "" {
+		ruleset = spec.Ruleset
 	}
-	d.finishTrackers(t, id, failure)
+	ev := rulebook.InternalEvent(artifacts, f.Action, d.cfg.Now())
+	d.engineMu.Lock()
+	var more []Fired
+	var err error
+	if spec.SetFacts {
+		more, err = d.cfg.Engine.SetFact(ruleset, ev)
+	} else {
+		more, err = d.cfg.Engine.PostEvent(ruleset, ev)
+	}
+	d.engineMu.Unlock()
+	if err != nil {
+		log.Warn("post job artifacts", zap.Error(err))
+	}
+	for _, mf := range more {
+		d.fire(ctx, newest, mf)
+	}
 }
 
 func (d *Dispatcher) finishTrackers(t *task, job uint64, failure string) {
@@ -287,158 +311,20 @@ func (d *Dispatcher) finishTrackers(t *task, job uint64, failure string) {
 	newest.done(job, failure, "")
 }
 
-type actionSpec struct {
-	retries    int
-	delay      time.Duration
-	postEvents bool
-	setFacts   bool
-	ruleset    string
-}
-
-// buildRequest resolves a job action's arguments as ansible-rulebook does:
-// extra_vars plus ansible_eda (unless include_events is false), the limit
-// from job_args.limit or the event's meta.hosts.
-func buildRequest(f Fired, eventUUID string) (JobRequest, actionSpec, error) {
-	var spec actionSpec
-	req := JobRequest{Args: f.Args, EventUUID: eventUUID}
-	switch f.Action {
-	case "run_job_template":
-		req.Kind = KindJobTemplate
-	case "run_workflow_template":
-		req.Kind = KindWorkflowTemplate
-	default:
-		req.Kind = KindPlaybook
+// buildRequest resolves a job action's arguments (rulebook.Fired.JobAction:
+// extra_vars plus ansible_eda unless include_events is false, the limit from
+// job_args.limit or the event's meta.hosts) into the executor's request.
+func buildRequest(f Fired, eventUUID string) (JobRequest, rulebook.JobAction, error) {
+	spec, err := f.JobAction()
+	req := JobRequest{
+		Kind: spec.Kind, Name: spec.Name, Organization: spec.Organization, ExtraVars: spec.ExtraVars,
+		Limit: spec.Limit, Labels: spec.Labels, EventUUID: eventUUID, Args: f.Args,
 	}
-	req.Name = str(f.Args["name"])
-	if req.Name == "" {
-		return req, spec, fmt.Errorf("%s: name is required", f.Action)
-	}
-	req.Organization = str(f.Args["organization"])
-	if req.Kind != KindPlaybook && req.Organization == "" {
-		return req, spec, fmt.Errorf("%s: organization is required", f.Action)
-	}
-	var userVars map[string]any
-	var limit any
-	if req.Kind == KindPlaybook {
-		userVars, _ = f.Args["extra_vars"].(map[string]any)
-	} else {
-		jobArgs, _ := f.Args["job_args"].(map[string]any)
-		userVars, _ = jobArgs["extra_vars"].(map[string]any)
-		limit = jobArgs["limit"]
-	}
-	vars := maps.Clone(userVars)
-	if vars == nil {
-		vars = map[string]any{}
-	}
-	if b, ok := f.Args["include_events"].(bool); !ok || b {
-		eda := map[string]any{"ruleset": f.Ruleset, "rule": f.Rule}
-		if ev, ok := f.MatchingEvents["m"]; ok && len(f.MatchingEvents) == 1 {
-			eda["event"] = ev
-		} else {
-			eda["events"] = f.MatchingEvents
-		}
-		vars["ansible_eda"] = eda
-	}
-	req.ExtraVars = vars
-	switch l := limit.(type) {
-	case string:
-		req.Limit = l
-	case []any:
-		parts := make([]string, 0, len(l))
-		for _, p := range l {
-			parts = append(parts, fmt.Sprint(p))
-		}
-		req.Limit = strings.Join(parts, ",")
-	}
-	if req.Limit == "" {
-		req.Limit = eventHosts(f.MatchingEvents)
-	}
-	for _, l := range asList(f.Args["labels"]) {
-		req.Labels = append(req.Labels, fmt.Sprint(l))
-	}
-	if b, ok := f.Args["add_event_uuid_label"].(bool); ok && !b {
+	if !spec.EventUUIDLabel {
 		req.EventUUID = ""
 	}
-	if r, ok := toInt(f.Args["retries"]); ok {
-		spec.retries = r
-	} else if b, _ := f.Args["retry"].(bool); b {
-		spec.retries = 1
-	}
-	if dl, ok := toFloat(f.Args["delay"]); ok {
-		spec.delay = time.Duration(dl * float64(time.Second))
-	}
-	spec.postEvents, _ = f.Args["post_events"].(bool)
-	spec.setFacts, _ = f.Args["set_facts"].(bool)
-	spec.ruleset = str(f.Args["ruleset"])
-	return req, spec, nil
+	return req, spec, err
 }
-
-func eventHosts(matching map[string]any) string {
-	var hosts []string
-	for _, k := range sortedKeys(matching) {
-		ev, _ := matching[k].(map[string]any)
-		meta, _ := ev["meta"].(map[string]any)
-		for _, h := range asList(meta["hosts"]) {
-			hosts = append(hosts, fmt.Sprint(h))
-		}
-	}
-	return strings.Join(hosts, ",")
-}
-
-func asList(v any) []any {
-	switch x := v.(type) {
-	case nil:
-		return nil
-	case []any:
-		return x
-	case []string:
-		out := make([]any, len(x))
-		for i, s := range x {
-			out[i] = s
-		}
-		return out
-	case string:
-		if x == "" {
-			return nil
-		}
-		return []any{x}
-	default:
-		return []any{x}
-	}
-}
-
-func toInt(v any) (int, bool) {
-	switch x := v.(type) {
-	case int:
-		return x, true
-	case int64:
-		return int(x), true
-	case float64:
-		return int(x), true
-	case string:
-		n, err := strconv.Atoi(x)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case float64:
-		return x, true
-	case string:
-		n, err := strconv.ParseFloat(x, 64)
-		return n, err == nil
-	}
-	return 0, false
-}
-
-// sortedKeys gives m_0, m_1, ... (or m) in a stable order.
-func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 
 // firstChange finds the earliest change time among an action's matching
 // events: an NFSDirectory's resource.firstChangeAt (when the VM wrote), else
@@ -447,8 +333,7 @@ func sortedKeys(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) 
 func firstChange(f Fired) (time.Time, string) {
 	var first time.Time
 	kind := ""
-	for _, k := range sortedKeys(f.MatchingEvents) {
-		ev, _ := f.MatchingEvents[k].(map[string]any)
+	for _, ev := range f.Events() {
 		body := ev
 		if p, ok := ev["payload"].(map[string]any); ok {
 			body = p

@@ -1,3 +1,5 @@
+// Lane keys: which resource an event is about, so that its jobs run in order.
+
 package dispatch
 
 import (

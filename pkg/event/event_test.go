@@ -1,3 +1,5 @@
+// Tests of the event payload: ids, validation and JSON field names.
+
 package event
 
 import (

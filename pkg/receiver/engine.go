@@ -1,9 +1,10 @@
+// The receiver's rule engine: a rulebook session built from the
+// configuration, used by the dispatcher as it is.
+
 package receiver
 
 import (
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -14,6 +15,7 @@ import (
 
 // RulebookEngine loads cfg.Rulebook with cfg.Vars (see Config.ResolveVars)
 // and returns a rule engine session: the EngineFactory of `receiver serve`.
+// A *rulebook.Session is a dispatch.Engine and a dispatch.Timed.
 func RulebookEngine(cfg Config, log *zap.Logger) (dispatch.Engine, error) {
 	vars := map[string]any{}
 	if cfg.Vars != "" {
@@ -27,42 +29,16 @@ func RulebookEngine(cfg Config, log *zap.Logger) (dispatch.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sessionEngine{s: rulebook.NewSession(rb, rulebook.Options{Logger: log})}, nil
+	return rulebook.NewSession(rb, rulebook.Options{Logger: log}), nil
 }
 
-// WrapEntry builds the rules' event for a stored webhook request with the
-// rulebook package's webhook shape, so that serve and match agree.
-func WrapEntry(e *inbox.Entry) (map[string]any, error) {
-	return rulebook.WrapWebhookEvent(json.RawMessage(e.Payload), e.Endpoint, e.Headers, e.ReceivedAt, e.UUID), nil
-}
+// WrapEntry builds the rules' event for a stored webhook request: the one
+// ansible.eda.webhook shape (dispatch.WrapEntry), so that serve and match
+// agree.
+func WrapEntry(e *inbox.Entry) (map[string]any, error) { return dispatch.WrapEntry(e) }
 
-type sessionEngine struct{ s *rulebook.Session }
-
-func convert(fs []rulebook.Fired) []dispatch.Fired {
-	out := make([]dispatch.Fired, len(fs))
-	for i, f := range fs {
-		out[i] = dispatch.Fired{Ruleset: f.Ruleset, Rule: f.Rule, Action: f.Action, Args: f.Args, MatchingEvents: f.MatchingEvents}
-	}
-	return out
-}
-
-func (e *sessionEngine) Process(ev map[string]any) ([]dispatch.Fired, error) {
-	f, err := e.s.Process(ev)
-	return convert(f), err
-}
-
-func (e *sessionEngine) PostEvent(ruleset string, ev map[string]any) ([]dispatch.Fired, error) {
-	f, err := e.s.PostEvent(ruleset, ev)
-	return convert(f), err
-}
-
-func (e *sessionEngine) SetFact(ruleset string, fact map[string]any) ([]dispatch.Fired, error) {
-	f, err := e.s.SetFact(ruleset, fact)
-	return convert(f), err
-}
-
-// Advance fires the rulebook's time windows that ended (dispatch.Timed).
-func (e *sessionEngine) Advance(now time.Time) ([]dispatch.Fired, error) {
-	f, err := e.s.Advance(now)
-	return convert(f), err
-}
+// The session must stay usable as the dispatcher's engine directly.
+var (
+	_ dispatch.Engine = (*rulebook.Session)(nil)
+	_ dispatch.Timed  = (*rulebook.Session)(nil)
+)

@@ -1,3 +1,5 @@
+// Benchmarks of the engine on the shipped rulebook.
+
 package rulebook
 
 import (

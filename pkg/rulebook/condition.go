@@ -1,3 +1,7 @@
+// The condition AST: node types and how each evaluates against an event,
+// with Drools semantics for undefined values, plus the value helpers
+// (toFloat, toString, pyRepr) shared by conditions and templates.
+
 package rulebook
 
 import (

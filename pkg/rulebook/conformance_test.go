@@ -1,3 +1,6 @@
+// The conformance corpus runner: rulebooks and events with the actions
+// ansible-rulebook fires for them (testdata/conformance, or OCPDR_EDA_CORPUS).
+
 package rulebook
 
 import (
@@ -10,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 )
 
@@ -98,7 +102,7 @@ func runCase(c confCase) ([]Fired, error) {
 			if c.FrozenMeta != nil {
 				meta["received_at"], meta["uuid"] = c.FrozenMeta["received_at"], c.FrozenMeta["uuid"]
 			} else {
-				meta["received_at"], meta["uuid"] = clock.Format("2006-01-02T15:04:05.000000Z"), newUUID()
+				meta["received_at"], meta["uuid"] = clock.Format(TimeLayout), uuid.NewString()
 			}
 			ev["meta"] = meta
 		}

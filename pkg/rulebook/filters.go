@@ -1,3 +1,6 @@
+// Event filters of a source (ansible-rulebook's eda.builtin filters), as a
+// table of functions.
+
 package rulebook
 
 import (

@@ -1,3 +1,5 @@
+// Shared test helpers.
+
 package rulebook
 
 import "time"

@@ -1,3 +1,5 @@
+// Tests of the loader's bounds (condition nesting depth, duration range).
+
 package rulebook
 
 import (

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -53,7 +52,7 @@ type Filter struct {
 // Rule is one rule.
 type Rule struct {
 	Name     string
-	Kind     string // single, all, any, not_all
+	Kind     RuleKind // the condition's shape
 	Conds    []boolNode
 	Aliases  []string // m_N or the << alias, per condition
 	Texts    []string
@@ -361,25 +360,6 @@ func (l *loader) source(n *yaml.Node) Source {
 	return s
 }
 
-var actionArgs = map[string][]string{
-	"run_job_template":      {"name", "organization", "job_args", "post_events", "set_facts", "ruleset", "var_root", "retry", "retries", "delay", "include_events", "lock", "labels", "add_event_uuid_label"},
-	"run_workflow_template": {"name", "organization", "job_args", "post_events", "set_facts", "ruleset", "var_root", "retry", "retries", "delay", "include_events", "lock", "labels", "add_event_uuid_label"},
-	"run_playbook":          {"name", "copy_files", "post_events", "set_facts", "ruleset", "verbosity", "var_root", "json_mode", "retry", "retries", "delay", "extra_vars", "lock"},
-	"run_module":            {"name", "module_args", "post_events", "set_facts", "ruleset", "verbosity", "var_root", "json_mode", "retry", "retries", "delay", "extra_vars", "lock"},
-	"post_event":            {"event", "ruleset"},
-	"set_fact":              {"fact", "ruleset"},
-	"retract_fact":          {"fact", "ruleset", "partial"},
-	"print_event":           {"var_root", "pretty"},
-	"debug":                 {"msg", "var"},
-	"none":                  {},
-	"shutdown":              {"delay", "message", "kind"},
-}
-
-var actionRequired = map[string][]string{
-	"run_job_template": {"name", "organization"}, "run_workflow_template": {"name", "organization"},
-	"run_playbook": {"name"}, "run_module": {"name"}, "post_event": {"event"}, "set_fact": {"fact"}, "retract_fact": {"fact"},
-}
-
 func (l *loader) rule(n *yaml.Node) (*Rule, bool) {
 	f := l.mapping(n, "rule", "name", "condition", "action", "actions", "enabled", "throttle")
 	r := &Rule{}
@@ -399,11 +379,20 @@ func (l *loader) rule(n *yaml.Node) (*Rule, bool) {
 		return nil, false
 	}
 	l.conditions(r, c.val)
-	if r.Kind == "single" && len(r.Conds) == 1 {
+	if r.Kind == RuleSingle && len(r.Conds) == 1 {
 		if d, ok := r.Conds[0].(*definedNode); ok && d.not {
 			r.existential = d.p
 		}
 	}
+	l.ruleActions(r, n, f)
+	if v, ok := f["throttle"]; ok {
+		r.Throttle = l.throttle(r, v.val)
+	}
+	return r, enabled
+}
+
+// ruleActions reads a rule's action or actions (exactly one of them).
+func (l *loader) ruleActions(r *Rule, n *yaml.Node, f map[string]field) {
 	_, a1 := f["action"]
 	_, a2 := f["actions"]
 	if a1 == a2 {
@@ -420,62 +409,64 @@ func (l *loader) rule(n *yaml.Node) (*Rule, bool) {
 			r.Actions = append(r.Actions, l.action(an))
 		}
 	}
-	if v, ok := f["throttle"]; ok {
-		tf := l.mapping(v.val, "throttle", "once_within", "once_after", "accumulate_within", "threshold", "group_by_attributes")
-		t := &Throttle{}
-		kinds := 0
-		for _, k := range []string{"once_within", "once_after", "accumulate_within"} {
-			w, ok := tf[k]
-			if !ok {
+}
+
+// throttle reads a rule's throttle: one of once_within, once_after or
+// accumulate_within (with threshold), and group_by_attributes.
+func (l *loader) throttle(r *Rule, n *yaml.Node) *Throttle {
+	tf := l.mapping(n, "throttle", "once_within", "once_after", "accumulate_within", "threshold", "group_by_attributes")
+	t := &Throttle{}
+	kinds := 0
+	for _, k := range []string{"once_within", "once_after", "accumulate_within"} {
+		w, ok := tf[k]
+		if !ok {
+			continue
+		}
+		kinds++
+		d, err := parseDuration(w.val.Value)
+		if err != nil {
+			l.errf(w.val, "%s: %v", k, err)
+		}
+		switch k {
+		case "once_within":
+			t.OnceWithin = d
+		case "once_after":
+			t.OnceAfter = d
+		case "accumulate_within":
+			t.AccumulateWithin = d
+		}
+	}
+	if kinds != 1 {
+		l.errf(n, "throttle needs exactly one of once_within, once_after or accumulate_within")
+	}
+	if th, ok := tf["threshold"]; ok {
+		count, err := strconv.Atoi(th.val.Value)
+		if err != nil || count < 1 {
+			l.errf(th.val, "threshold must be an integer >= 1")
+		}
+		t.Threshold = count
+		if t.AccumulateWithin == 0 {
+			l.errf(th.val, "threshold goes with accumulate_within")
+		}
+	} else if t.AccumulateWithin > 0 {
+		l.errf(n, "accumulate_within needs a threshold")
+	}
+	if g, ok := tf["group_by_attributes"]; ok {
+		for _, gn := range g.val.Content {
+			pn, err := parsePath(gn.Value)
+			if err != nil {
+				l.errf(gn, "group_by_attributes: %v", err)
 				continue
 			}
-			kinds++
-			d, err := parseDuration(w.val.Value)
-			if err != nil {
-				l.errf(w.val, "%s: %v", k, err)
-			}
-			switch k {
-			case "once_within":
-				t.OnceWithin = d
-			case "once_after":
-				t.OnceAfter = d
-			case "accumulate_within":
-				t.AccumulateWithin = d
-			}
+			t.GroupBy = append(t.GroupBy, pn)
 		}
-		if kinds != 1 {
-			l.errf(v.val, "throttle needs exactly one of once_within, once_after or accumulate_within")
-		}
-		if th, ok := tf["threshold"]; ok {
-			n, err := strconv.Atoi(th.val.Value)
-			if err != nil || n < 1 {
-				l.errf(th.val, "threshold must be an integer >= 1")
-			}
-			t.Threshold = n
-			if t.AccumulateWithin == 0 {
-				l.errf(th.val, "threshold goes with accumulate_within")
-			}
-		} else if t.AccumulateWithin > 0 {
-			l.errf(v.val, "accumulate_within needs a threshold")
-		}
-		if g, ok := tf["group_by_attributes"]; ok {
-			for _, gn := range g.val.Content {
-				pn, err := parsePath(gn.Value)
-				if err != nil {
-					l.errf(gn, "group_by_attributes: %v", err)
-					continue
-				}
-				t.GroupBy = append(t.GroupBy, pn)
-			}
-		} else {
-			l.errf(v.val, "throttle needs group_by_attributes")
-		}
-		if r.Kind != "single" {
-			l.errf(v.val, "throttle applies to single-condition rules only")
-		}
-		r.Throttle = t
+	} else {
+		l.errf(n, "throttle needs group_by_attributes")
 	}
-	return r, enabled
+	if r.Kind != RuleSingle {
+		l.errf(n, "throttle applies to single-condition rules only")
+	}
+	return t
 }
 
 func parsePath(s string) (*pathNode, error) {
@@ -512,7 +503,7 @@ func (l *loader) conditions(r *Rule, n *yaml.Node) {
 			return
 		}
 		if alias == "" {
-			if r.Kind == "single" {
+			if r.Kind == RuleSingle {
 				alias = "m"
 			} else {
 				alias = "m_" + strconv.Itoa(i)
@@ -524,7 +515,7 @@ func (l *loader) conditions(r *Rule, n *yaml.Node) {
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
-		r.Kind = "single"
+		r.Kind = RuleSingle
 		if n.Tag == "!!bool" {
 			v := n.Value == "true"
 			r.Conds, r.Aliases, r.Texts = []boolNode{&constNode{v}}, []string{"m"}, []string{n.Value}
@@ -532,36 +523,43 @@ func (l *loader) conditions(r *Rule, n *yaml.Node) {
 		}
 		add(n, 0)
 	case yaml.MappingNode:
-		f := l.mapping(n, "condition", "all", "any", "not_all", "timeout")
-		for _, kind := range []string{"all", "any", "not_all"} {
-			if v, ok := f[kind]; ok {
-				if r.Kind != "" {
-					l.errf(n, "condition has more than one of all/any/not_all")
-				}
-				r.Kind = kind
-				for i, cn := range v.val.Content {
-					add(cn, i)
-				}
-			}
-		}
-		if _, ok := f["timeout"]; !ok && r.Kind == "not_all" {
-			l.errf(n, "not_all needs a timeout")
-		}
-		if v, ok := f["timeout"]; ok {
-			if r.Kind == "any" {
-				l.errf(v.val, "timeout is not allowed with any")
-			}
-			d, err := parseDuration(v.val.Value)
-			if err != nil {
-				l.errf(v.val, "timeout: %v", err)
-			}
-			r.Timeout = d
-		}
-		if r.Kind == "" {
-			l.errf(n, "condition mapping needs all, any or not_all")
-		}
+		l.conditionMapping(r, n, add)
 	default:
 		l.errf(n, "condition must be a string, a boolean or a mapping")
+	}
+}
+
+// conditionMapping reads a condition mapping: exactly one of all, any or
+// not_all (each condition given to add), and timeout (required by not_all,
+// refused with any).
+func (l *loader) conditionMapping(r *Rule, n *yaml.Node, add func(cn *yaml.Node, i int)) {
+	f := l.mapping(n, "condition", "all", "any", "not_all", "timeout")
+	for _, kind := range []RuleKind{RuleAll, RuleAny, RuleNotAll} {
+		if v, ok := f[string(kind)]; ok {
+			if r.Kind != "" {
+				l.errf(n, "condition has more than one of all/any/not_all")
+			}
+			r.Kind = kind
+			for i, cn := range v.val.Content {
+				add(cn, i)
+			}
+		}
+	}
+	if _, ok := f["timeout"]; !ok && r.Kind == RuleNotAll {
+		l.errf(n, "not_all needs a timeout")
+	}
+	if v, ok := f["timeout"]; ok {
+		if r.Kind == RuleAny {
+			l.errf(v.val, "timeout is not allowed with any")
+		}
+		d, err := parseDuration(v.val.Value)
+		if err != nil {
+			l.errf(v.val, "timeout: %v", err)
+		}
+		r.Timeout = d
+	}
+	if r.Kind == "" {
+		l.errf(n, "condition mapping needs all, any or not_all")
 	}
 }
 
@@ -584,23 +582,18 @@ func (l *loader) action(n *yaml.Node) Action {
 		return Action{}
 	}
 	name := n.Content[0].Value
-	allowed, ok := actionArgs[name]
+	spec, ok := LookupAction(name)
 	if !ok {
-		names := make([]string, 0, len(actionArgs))
-		for k := range actionArgs {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		l.errf(n.Content[0], "unknown action %q (known: %s)", name, strings.Join(names, ", "))
+		l.errf(n.Content[0], "unknown action %q (known: %s)", name, strings.Join(ActionNames(), ", "))
 		return Action{Name: name}
 	}
 	a := Action{Name: name, Args: map[string]any{}}
 	if v := n.Content[1]; v.Kind == yaml.MappingNode {
-		f := l.mapping(v, "action "+name, allowed...)
+		f := l.mapping(v, "action "+name, spec.Args...)
 		for k, fv := range f {
 			a.Args[k] = decode(fv.val)
 		}
-		if name == "run_job_template" || name == "run_workflow_template" {
+		if spec.Job == JobTemplate || spec.Job == JobWorkflowTemplate {
 			if _, ok := f["extra_vars"]; ok {
 				l.errf(v, "%s: extra_vars belongs inside job_args", name)
 			}
@@ -608,7 +601,7 @@ func (l *loader) action(n *yaml.Node) Action {
 	} else if v.Tag != "!!null" {
 		l.errf(v, "arguments of %s must be a mapping", name)
 	}
-	for _, req := range actionRequired[name] {
+	for _, req := range spec.Required {
 		if _, ok := a.Args[req]; !ok {
 			l.errf(n, "action %s needs %q", name, req)
 		}

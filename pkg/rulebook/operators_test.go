@@ -1,3 +1,5 @@
+// Tests of condition operators, one row each.
+
 package rulebook
 
 import (

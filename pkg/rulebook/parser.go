@@ -1,3 +1,6 @@
+// The condition language's lexer and recursive-descent parser, producing
+// the AST of condition.go.
+
 package rulebook
 
 import (
@@ -302,88 +305,112 @@ func (p *parser) isExpr() (node, error) {
 			}
 			l = &definedNode{l, neg}
 		case "match", "search", "regex":
-			args, kw, err := p.args()
-			if err != nil {
-				return nil, err
-			}
-			if len(args) != 1 {
-				return nil, p.errf("%s() takes one pattern", t.text)
-			}
-			flags := ""
-			for k, v := range kw {
-				b, _ := v.(bool)
-				switch k {
-				case "ignorecase":
-					if b {
-						flags += "i"
-					}
-				case "multiline":
-					if b {
-						flags += "m"
-					}
-				default:
-					return nil, p.errf("unknown %s() option %q", t.text, k)
-				}
-			}
-			s := &searchNode{l: l, pattern: args[0], kind: t.text, flags: flags, not: neg}
-			if lit, ok := args[0].(*litNode); ok {
-				ps, ok := lit.v.(string)
-				if !ok {
-					return nil, p.errf("%s() pattern must be a string", t.text)
-				}
-				if s.re, err = compileSearch(t.text, ps, flags, true); err != nil {
-					return nil, p.errf("%v", err)
-				}
-			}
-			l = s
+			l, err = p.searchTest(t.text, l, neg)
 		case "select", "selectattr":
-			args, _, err := p.args()
-			if err != nil {
-				return nil, err
-			}
-			want := 2
-			if t.text == "selectattr" {
-				want = 3
-			}
-			if len(args) != want {
-				return nil, p.errf("%s() takes %d arguments", t.text, want)
-			}
-			s := &selectNode{l: l, not: neg, val: args[want-1]}
-			opLit, ok := args[want-2].(*litNode)
-			if !ok {
-				return nil, p.errf("%s() operator must be a string", t.text)
-			}
-			s.op, _ = opLit.v.(string)
-			valid := map[string]bool{"==": true, "!=": true, ">": true, ">=": true, "<": true, "<=": true, "regex": true, "search": true, "match": true}
-			if t.text == "selectattr" {
-				for _, o := range []string{"in", "not in", "contains", "not contains"} {
-					valid[o] = true
-				}
-				keyLit, ok := args[0].(*litNode)
-				ks, isStr := keyLit.v.(string)
-				if !ok || !isStr {
-					return nil, p.errf("selectattr() key must be a string")
-				}
-				for _, seg := range strings.Split(ks, ".") {
-					s.key = append(s.key, seg)
-				}
-			}
-			if !valid[s.op] {
-				return nil, p.errf("%s() does not support operator %q", t.text, s.op)
-			}
-			if lit, ok := s.val.(*litNode); ok && (s.op == "regex" || s.op == "search" || s.op == "match") {
-				if ps, ok := lit.v.(string); ok {
-					if s.isRe, err = compileSearch("search", ps, "", false); err != nil {
-						return nil, p.errf("%v", err)
-					}
-				}
-			}
-			l = s
+			l, err = p.selectTest(t.text, l, neg)
 		default:
 			return nil, p.errf("unknown test %q", t.text)
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
+}
+
+// searchTest parses the arguments of "is [not] match/search/regex(pattern,
+// ignorecase=, multiline=)"; a literal pattern is compiled now.
+func (p *parser) searchTest(kind string, l node, neg bool) (node, error) {
+	args, kw, err := p.args()
+	if err != nil {
+		return nil, err
+	}
+	if len(args) != 1 {
+		return nil, p.errf("%s() takes one pattern", kind)
+	}
+	flags := ""
+	for k, v := range kw {
+		b, _ := v.(bool)
+		switch k {
+		case "ignorecase":
+			if b {
+				flags += "i"
+			}
+		case "multiline":
+			if b {
+				flags += "m"
+			}
+		default:
+			return nil, p.errf("unknown %s() option %q", kind, k)
+		}
+	}
+	s := &searchNode{l: l, pattern: args[0], kind: kind, flags: flags, not: neg}
+	if lit, ok := args[0].(*litNode); ok {
+		ps, ok := lit.v.(string)
+		if !ok {
+			return nil, p.errf("%s() pattern must be a string", kind)
+		}
+		if s.re, err = compileSearch(kind, ps, flags, true); err != nil {
+			return nil, p.errf("%v", err)
+		}
+	}
+	return s, nil
+}
+
+// selectOps are the operators of select(); selectattr also takes the
+// membership ones.
+var (
+	selectOps     = map[string]bool{"==": true, "!=": true, ">": true, ">=": true, "<": true, "<=": true, "regex": true, "search": true, "match": true}
+	selectattrOps = map[string]bool{"in": true, "not in": true, "contains": true, "not contains": true}
+)
+
+// selectTest parses the arguments of "is [not] select(op, value)" and
+// "is [not] selectattr(key, op, value)"; a literal regex value is compiled
+// now.
+func (p *parser) selectTest(kind string, l node, neg bool) (node, error) {
+	args, _, err := p.args()
+	if err != nil {
+		return nil, err
+	}
+	want := 2
+	if kind == "selectattr" {
+		want = 3
+	}
+	if len(args) != want {
+		return nil, p.errf("%s() takes %d arguments", kind, want)
+	}
+	s := &selectNode{l: l, not: neg, val: args[want-1]}
+	opLit, ok := args[want-2].(*litNode)
+	if !ok {
+		return nil, p.errf("%s() operator must be a string", kind)
+	}
+	s.op, _ = opLit.v.(string)
+	valid := selectOps[s.op]
+	if kind == "selectattr" {
+		valid = valid || selectattrOps[s.op]
+		keyLit, ok := args[0].(*litNode)
+		if !ok {
+			return nil, p.errf("selectattr() key must be a string")
+		}
+		ks, isStr := keyLit.v.(string)
+		if !isStr {
+			return nil, p.errf("selectattr() key must be a string")
+		}
+		for _, seg := range strings.Split(ks, ".") {
+			s.key = append(s.key, seg)
+		}
+	}
+	if !valid {
+		return nil, p.errf("%s() does not support operator %q", kind, s.op)
+	}
+	if lit, ok := s.val.(*litNode); ok && (s.op == "regex" || s.op == "search" || s.op == "match") {
+		if ps, ok := lit.v.(string); ok {
+			if s.isRe, err = compileSearch("search", ps, "", false); err != nil {
+				return nil, p.errf("%v", err)
+			}
+		}
+	}
+	return s, nil
 }
 
 // args parses "(a, b, key=value)".
@@ -489,35 +516,7 @@ func (p *parser) primary() (node, error) {
 		p.next()
 		return n, nil
 	case t.kind == tOp && t.text == "[":
-		p.next()
-		l := &listNode{}
-		for !p.is(tOp, "]") {
-			v, err := p.add()
-			if err != nil {
-				return nil, err
-			}
-			l.items = append(l.items, v)
-			if p.is(tOp, ",") {
-				p.next()
-			} else if !p.is(tOp, "]") {
-				return nil, p.errf("expected ',' or ']'")
-			}
-		}
-		p.next()
-		allLit := true
-		vals := make([]any, 0, len(l.items))
-		for _, it := range l.items {
-			lit, ok := it.(*litNode)
-			if !ok {
-				allLit = false
-				break
-			}
-			vals = append(vals, lit.v)
-		}
-		if allLit {
-			return &litNode{vals}, nil
-		}
-		return l, nil
+		return p.list()
 	case t.kind == tOp && (t.text == "-" || t.text == "+") && p.at(1).kind == tNum:
 		p.next()
 		n := p.next()
@@ -537,25 +536,59 @@ func (p *parser) primary() (node, error) {
 		p.next()
 		return &litNode{t.text}, nil
 	case t.kind == tWord:
-		switch t.text {
-		case "true", "True":
-			p.next()
-			return &litNode{true}, nil
-		case "false", "False":
-			p.next()
-			return &litNode{false}, nil
-		case "null":
-			p.next()
-			return &litNode{nil}, nil
-		case "event", "events", "fact", "facts", "vars":
-			return p.path()
-		case "and", "or", "not", "is", "in", "contains":
-			return nil, p.errf("unexpected keyword %q", t.text)
-		}
-		p.next()
-		return &litNode{t.text}, nil // a bare word is a string
+		return p.word(t)
 	}
 	return nil, p.errf("unexpected %q", t.text)
+}
+
+// list parses "[a, b, ...]": a literal when every item is one.
+func (p *parser) list() (node, error) {
+	p.next()
+	l := &listNode{}
+	for !p.is(tOp, "]") {
+		v, err := p.add()
+		if err != nil {
+			return nil, err
+		}
+		l.items = append(l.items, v)
+		if p.is(tOp, ",") {
+			p.next()
+		} else if !p.is(tOp, "]") {
+			return nil, p.errf("expected ',' or ']'")
+		}
+	}
+	p.next()
+	vals := make([]any, 0, len(l.items))
+	for _, it := range l.items {
+		lit, ok := it.(*litNode)
+		if !ok {
+			return l, nil
+		}
+		vals = append(vals, lit.v)
+	}
+	return &litNode{vals}, nil
+}
+
+// word parses a word: a boolean or null literal, a path, or a bare string;
+// keywords are errors here.
+func (p *parser) word(t token) (node, error) {
+	switch t.text {
+	case "true", "True":
+		p.next()
+		return &litNode{true}, nil
+	case "false", "False":
+		p.next()
+		return &litNode{false}, nil
+	case "null":
+		p.next()
+		return &litNode{nil}, nil
+	case "event", "events", "fact", "facts", "vars":
+		return p.path()
+	case "and", "or", "not", "is", "in", "contains":
+		return nil, p.errf("unexpected keyword %q", t.text)
+	}
+	p.next()
+	return &litNode{t.text}, nil // a bare word is a string
 }
 
 func (p *parser) path() (node, error) {

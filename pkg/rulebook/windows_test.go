@@ -1,3 +1,5 @@
+// Tests of time windows (not_all, throttles) with an injected clock.
+
 package rulebook
 
 import (

@@ -1,3 +1,5 @@
+// The request headers kept in an event's meta.headers.
+
 package webhook
 
 import (

@@ -1,3 +1,5 @@
+// Tests of the kept headers.
+
 package webhook
 
 import (

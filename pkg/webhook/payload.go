@@ -1,3 +1,5 @@
+// Payload checks before a body is stored: UTF-8, nesting depth, number range.
+
 package webhook
 
 import (

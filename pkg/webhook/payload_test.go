@@ -1,3 +1,5 @@
+// Tests of the payload checks and of the event header read for dedupe.
+
 package webhook
 
 import (
@@ -67,7 +69,7 @@ func TestDecodeProbeExactKeys(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := decodeProbe([]byte(c.body))
+			p := event.Peek([]byte(c.body))
 			if p.ID != c.id || p.Resource.Metadata.UID != c.uid || p.Resource.Metadata.ResourceVersion != c.rv || p.Initial != c.initial {
 				t.Errorf("got %+v", p)
 			}

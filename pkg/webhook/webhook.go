@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/event"
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
 )
 
@@ -183,21 +184,6 @@ func (h *Handler) CheckToken(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// probe is the part of a forwarder event (pkg/event) the inbox needs for
-// deduplication; other bodies simply leave it empty.
-type probe struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Cluster  string `json:"cluster"`
-	Initial  bool   `json:"initial"`
-	Resource struct {
-		Metadata struct {
-			UID             string `json:"uid"`
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-	} `json:"resource"`
-}
-
 // ServeHTTP handles one webhook POST.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.CheckToken(w, r) {
@@ -268,10 +254,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, endpoint)
 }
 
-// decode checks the body (UTF-8, nesting depth, JSON syntax) and extracts the
-// probe; on failure it answers 400 and returns false.
-func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (probe, bool) {
-	var p probe
+// decode checks the body (UTF-8, nesting depth, JSON syntax) and reads the
+// event header the inbox needs for deduplication (event.Peek: other bodies
+// leave it empty); on failure it answers 400 and returns false.
+func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (event.Header, bool) {
+	var p event.Header
 	if err := checkPayload(body, MaxJSONDepth); err != nil {
 		h.log.Warn("webhook: payload rejected", zap.Error(err), zap.String("endpoint", endpoint))
 		switch {
@@ -288,38 +275,7 @@ func (h *Handler) decode(w http.ResponseWriter, body []byte, endpoint string) (p
 		h.reject(w, http.StatusBadRequest, ReasonInvalidJSON, "Invalid JSON payload")
 		return p, false
 	}
-	return decodeProbe(body), true
-}
-
-// decodeProbe reads the probe fields with exact key names: encoding/json
-// matches keys case-insensitively, so {"id":"a","ID":"b"} would dedupe on
-// "b" while the rules see "a". A body that is not shaped like a forwarder
-// event gives the zero probe.
-func decodeProbe(body []byte) probe {
-	var p probe
-	top := exactObject(body)
-	str := func(m map[string]json.RawMessage, k string) string {
-		var v string
-		if json.Unmarshal(m[k], &v) != nil {
-			return ""
-		}
-		return v
-	}
-	p.ID, p.Type, p.Cluster = str(top, "id"), str(top, "type"), str(top, "cluster")
-	_ = json.Unmarshal(top["initial"], &p.Initial)
-	md := exactObject(exactObject(top["resource"])["metadata"])
-	p.Resource.Metadata.UID, p.Resource.Metadata.ResourceVersion = str(md, "uid"), str(md, "resourceVersion")
-	return p
-}
-
-// exactObject decodes a JSON object's members by their exact names (nil
-// for anything that is not an object).
-func exactObject(raw json.RawMessage) map[string]json.RawMessage {
-	var m map[string]json.RawMessage
-	if len(raw) == 0 || json.Unmarshal(raw, &m) != nil {
-		return nil
-	}
-	return m
+	return event.Peek(body), true
 }
 
 // readBody reads at most MaxBodyBytes. Over the limit it keeps reading and

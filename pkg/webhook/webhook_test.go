@@ -1,3 +1,5 @@
+// Tests of the webhook handler against ansible.eda.webhook's behaviour.
+
 package webhook
 
 import (
