@@ -2,7 +2,7 @@
 # Installs the Debian packages ocpv-dr's tests and demo need. As root it uses
 # apt-get; otherwise it prints the exact packages to install and fails.
 set -euo pipefail
-PKGS=(ansible ansible-lint yamllint openssh-server openssh-client rsync python3-kubernetes python3-boto3 python3-jmespath python3-pytest jq prometheus xfsprogs)
+PKGS=(ansible ansible-lint yamllint openssh-server openssh-client rsync python3-kubernetes python3-boto3 python3-jmespath python3-pytest jq prometheus xfsprogs chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

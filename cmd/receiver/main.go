@@ -27,7 +27,7 @@ import (
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "receiver:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -40,7 +40,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	check, match := rulebookcmd.NewCheckCommand(), rulebookcmd.NewMatchCommand()
-	root.AddCommand(newServeCommand(), check, match)
+	root.AddCommand(newServeCommand(), check, match, newLaunchCommand(), newLogsCommand(), newPreflightCommand())
 	return root
 }
 
@@ -119,6 +119,8 @@ fire times are kept in <state-dir>/schedules.json.`,
 	fl.Duration("retain-age", d.RetainAge, "how long finished events and jobs stay visible in /api/v1")
 	fl.Int("retain-count", d.RetainCount, "how many finished events and jobs stay visible in /api/v1")
 	fl.String("schedules", "", "YAML list of cron-like template schedules, e.g. examples/schedules.yml (empty: none)")
+	fl.Duration("default-rpo", d.DefaultRPO, "recovery point objective of volumes without an ocpv-dr.io/rpo annotation; an older DR copy is a breach (0: none)")
+	fl.String("site-name", d.SiteName, "name of this site: a failover or failback launched through the API needs --confirm with it")
 	fl.String("controller-url", "", "AAP Controller (https://host or gateway https://host/api/controller/); empty: local runner")
 	fl.String("controller-token-file", "", "file holding the Controller token (or RECEIVER_CONTROLLER_TOKEN, EDA_CONTROLLER_TOKEN)")
 	fl.String("controller-username", "", "Controller user for basic auth when there is no token")
@@ -149,7 +151,7 @@ func configFrom(v *cliconfig.Values) (receiver.Config, error) {
 	c.ReadTimeout, c.MaxConnections = v.GetDuration("read-timeout"), v.GetInt("max-connections")
 	c.Rulebook, c.Vars, c.StateDir = v.GetString("rulebook"), v.GetString("vars"), v.GetString("state-dir")
 	c.RetainAge, c.RetainCount = v.GetDuration("retain-age"), v.GetInt("retain-count")
-	c.Schedules = v.GetString("schedules")
+	c.Schedules, c.DefaultRPO, c.SiteName = v.GetString("schedules"), v.GetDuration("default-rpo"), v.GetString("site-name")
 	c.ControllerURL = v.GetString("controller-url")
 	if c.ControllerURL == "" {
 		c.ControllerURL = os.Getenv("EDA_CONTROLLER_URL")

@@ -8,14 +8,18 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ocpv-dr/ocpv-dr/pkg/drstate"
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
 )
 
 // apiHandler serves the operator API: what arrived, what it matched, what ran.
 type apiHandler struct {
-	in   *inbox.Inbox
-	auth *operatorAuth
-	log  *zap.Logger
+	in       *inbox.Inbox
+	state    *drstate.State
+	launcher *launcher
+	logDir   string // absolute job log directory: /api/v1/jobs/{id}/log serves only logs inside it
+	auth     *operatorAuth
+	log      *zap.Logger
 }
 
 // EventView is one element of GET /api/v1/events.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
+	"github.com/ocpv-dr/ocpv-dr/pkg/drstate"
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
 	"github.com/ocpv-dr/ocpv-dr/pkg/webhook"
 )
@@ -32,6 +33,9 @@ type Receiver struct {
 	shutdown context.CancelCauseFunc
 
 	in        *inbox.Inbox
+	jobs      *jobRecorder   // the inbox as the dispatcher and schedules record jobs
+	state     *drstate.State // per-volume DR state
+	launcher  *launcher      // POST /api/v1/launch
 	engine    dispatch.Engine
 	templates dispatch.Executor
 	playbooks dispatch.Executor
@@ -58,7 +62,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	steps := []func() error{r.openInbox, r.buildEngine, r.buildExecutors, r.buildDispatcher,
+	steps := []func() error{r.openInbox, r.buildState, r.buildEngine, r.buildExecutors, r.buildLauncher, r.buildDispatcher,
 		r.buildWebhook, r.buildServers, r.openListeners}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -144,10 +148,21 @@ func (r *Receiver) buildExecutors() error {
 	return err
 }
 
+// buildLauncher builds the launcher of POST /api/v1/launch.
+func (r *Receiver) buildLauncher() error {
+	l, err := newLauncher(r.cfg, r.templates, r.jobs, r.log.Named("launch"))
+	if err != nil {
+		return err
+	}
+	r.launcher = l
+	r.onCleanup(l.Stop)
+	return nil
+}
+
 // buildDispatcher builds the dispatcher; a rule's shutdown action ends r.ctx.
 func (r *Receiver) buildDispatcher() error {
 	d, err := dispatch.New(dispatch.Config{
-		Engine: r.engine, Store: r.in, Templates: r.templates, Playbooks: r.playbooks,
+		Engine: r.engine, Store: r.jobs, Templates: r.templates, Playbooks: r.playbooks,
 		MaxConcurrentJobs: r.cfg.MaxConcurrentJobs, Wrap: r.deps.WrapEvent,
 		Shutdown: func(reason string) { r.shutdown(fmt.Errorf("shutdown action: %s", reason)) },
 		Logger:   r.log.Named("dispatch"), Registerer: r.mreg,
@@ -184,12 +199,19 @@ func (r *Receiver) buildServers() error {
 	health := chi.NewRouter()
 	addHealth(health, readiness(&r.ready, r.in), r.reg)
 	main := chi.NewRouter()
-	api := &apiHandler{in: r.in, auth: newOperatorAuth(cfg.OperatorToken, cfg.WebhookToken, r.webhook), log: log}
+	api := &apiHandler{in: r.in, state: r.state, launcher: r.launcher, logDir: jobLogDir(cfg), auth: newOperatorAuth(cfg.OperatorToken, cfg.WebhookToken, r.webhook), log: log}
 	if cfg.OperatorToken == "" {
 		log.Warn("no operator token: the webhook token also reads /api/v1 (set RECEIVER_OPERATOR_TOKEN to separate them)")
 	}
 	main.Get("/api/v1/events", api.events)
 	main.Get("/api/v1/jobs", api.jobs)
+	main.Get("/api/v1/volumes", api.volumes)
+	main.Get("/api/v1/jobs/{id}", api.job)
+	main.Get("/api/v1/jobs/{id}/log", api.jobLog)
+	main.Post("/api/v1/launch", api.launchHandler)
+	main.Post("/api/v1/login", api.login)
+	main.Get("/", api.page)
+	main.Get("/favicon.ico", favicon)
 	if cfg.HealthListen == "" {
 		addHealth(main, readiness(&r.ready, r.in), r.reg)
 	}
@@ -222,7 +244,7 @@ func (r *Receiver) openListeners() error {
 // Start starts the scheduler, the dispatcher and the servers, then reports
 // ready. After an error, Stop undoes what New did.
 func (r *Receiver) Start() error {
-	stop, err := startSchedules(r.cfg, r.in, r.templates, r.log, r.mreg)
+	stop, err := startSchedules(r.cfg, r.jobs, r.templates, r.log, r.mreg)
 	if err != nil {
 		return err
 	}
@@ -313,6 +335,7 @@ func (r *Receiver) Stop(ctx context.Context) {
 			r.stopDispatch()
 		}
 		r.wg.Wait()
+		r.launcher.Stop() // before the inbox closes: launched jobs record their end
 		if r.stopSchedules != nil {
 			r.stopSchedules() // before the inbox closes: runs in progress record their end
 		}

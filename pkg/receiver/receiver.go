@@ -53,6 +53,12 @@ type Config struct {
 	RetainAge      time.Duration // finished events kept for /api/v1
 	RetainCount    int
 	Schedules      string // cron-like schedules of templates (pkg/schedule); empty: none
+	// DefaultRPO is the recovery point objective of volumes without an
+	// ocpv-dr.io/rpo annotation (0: none); over it a volume is in breach.
+	DefaultRPO time.Duration
+	// SiteName names this site: a failover or failback launched through
+	// the API must be confirmed with it.
+	SiteName string
 
 	ControllerURL      string
 	ControllerToken    string
@@ -77,7 +83,7 @@ func Defaults() Config {
 	return Config{
 		Listen: ":5000", MaxBodyBytes: webhook.DefaultMaxBodyBytes, StateDir: "/var/lib/ocpv-dr-receiver",
 		ReadTimeout: 30 * time.Second, MaxConnections: 512,
-		RetainAge: 24 * time.Hour, RetainCount: 10000, PollInterval: 2 * time.Second, ControllerRetries: 5,
+		RetainAge: 24 * time.Hour, RetainCount: 10000, DefaultRPO: 2 * time.Hour, SiteName: "dr", PollInterval: 2 * time.Second, ControllerRetries: 5,
 		AnsiblePlaybook: "ansible-playbook", MaxConcurrentJobs: 10, ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -151,6 +157,12 @@ func (c Config) Validate() error {
 	}
 	if c.RetainCount <= 0 || c.RetainAge <= 0 {
 		errs = append(errs, errors.New("--retain-count and --retain-age must be positive"))
+	}
+	if c.SiteName == "" {
+		errs = append(errs, errors.New("--site-name is empty"))
+	}
+	if c.DefaultRPO < 0 {
+		errs = append(errs, errors.New("--default-rpo must not be negative"))
 	}
 	if c.MaxConcurrentJobs <= 0 {
 		errs = append(errs, errors.New("--max-concurrent-jobs must be positive"))
@@ -242,10 +254,7 @@ func executors(cfg Config, deps Deps, log *zap.Logger, reg prometheus.Registerer
 			log.Warn("--job-templates lists playbooks that do not exist", zap.Error(err))
 		}
 	}
-	logDir := cfg.JobLogDir
-	if logDir == "" {
-		logDir = filepath.Join(cfg.StateDir, "jobs")
-	}
+	logDir := jobLogDir(cfg)
 	r, rerr := runner.New(runner.Config{Catalog: cat, ProjectDir: cfg.ProjectDir, Inventory: cfg.Inventory, LogDir: logDir,
 		AnsiblePlaybook: cfg.AnsiblePlaybook, Logger: log.Named("runner")})
 	if rerr != nil {
@@ -275,6 +284,18 @@ func executors(cfg Config, deps Deps, log *zap.Logger, reg prometheus.Registerer
 		return nil, nil, err
 	}
 	return c, playbooks, nil
+}
+
+// jobLogDir is the local runner's log directory, absolute.
+func jobLogDir(cfg Config) string {
+	d := cfg.JobLogDir
+	if d == "" {
+		d = filepath.Join(cfg.StateDir, "jobs")
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		return abs
+	}
+	return d
 }
 
 func serverTLS(cfg Config) (*tls.Config, error) {

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
-	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
 	"github.com/ocpv-dr/ocpv-dr/pkg/schedule"
 )
 
@@ -34,7 +33,7 @@ func (c Config) validateSchedules() []error {
 // through templates, the dispatcher's executor for run_job_template, and are
 // recorded in the inbox; the last fire times are kept in
 // <state-dir>/schedules.json. The returned stop interrupts runs in progress.
-func startSchedules(cfg Config, in *inbox.Inbox, templates dispatch.Executor, log *zap.Logger, reg prometheus.Registerer) (stop func(), err error) {
+func startSchedules(cfg Config, in schedule.Store, templates dispatch.Executor, log *zap.Logger, reg prometheus.Registerer) (stop func(), err error) {
 	if cfg.Schedules == "" {
 		return func() {}, nil
 	}

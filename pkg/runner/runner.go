@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,18 +32,22 @@ type Catalog struct {
 	ProjectDir        string
 	JobTemplates      map[string]string // name -> absolute playbook path
 	WorkflowTemplates map[string]string
+	// Specs are the declared inputs of each template, by Kind+"/"+name
+	// (see Spec): what a launch through the operator API may set.
+	Specs map[string]TemplateSpec
+}
+
+type catalogEntry struct {
+	Name      string     `yaml:"name"`
+	Playbook  string     `yaml:"playbook"`
+	Variables []Variable `yaml:"variables"`
+	Confirm   *bool      `yaml:"confirm"`
 }
 
 type catalogFile struct {
-	ProjectDir string `yaml:"project_dir"`
-	Job        []struct {
-		Name     string `yaml:"name"`
-		Playbook string `yaml:"playbook"`
-	} `yaml:"job_templates"`
-	Workflow []struct {
-		Name     string `yaml:"name"`
-		Playbook string `yaml:"playbook"`
-	} `yaml:"workflow_job_templates"`
+	ProjectDir string         `yaml:"project_dir"`
+	Job        []catalogEntry `yaml:"job_templates"`
+	Workflow   []catalogEntry `yaml:"workflow_job_templates"`
 }
 
 // LoadCatalog reads a catalog file. project_dir is relative to the file
@@ -63,7 +68,8 @@ func LoadCatalog(path string) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runner: %w", err)
 	}
-	c := &Catalog{ProjectDir: filepath.Dir(abs), JobTemplates: map[string]string{}, WorkflowTemplates: map[string]string{}}
+	c := &Catalog{ProjectDir: filepath.Dir(abs), JobTemplates: map[string]string{}, WorkflowTemplates: map[string]string{},
+		Specs: map[string]TemplateSpec{}}
 	if f.ProjectDir != "" {
 		if filepath.IsAbs(f.ProjectDir) {
 			c.ProjectDir = filepath.Clean(f.ProjectDir)
@@ -89,9 +95,11 @@ func LoadCatalog(path string) (*Catalog, error) {
 	}
 	for _, e := range f.Job {
 		add(c.JobTemplates, "job template", e.Name, e.Playbook)
+		errs = append(errs, c.addSpec(dispatch.KindJobTemplate, e))
 	}
 	for _, e := range f.Workflow {
 		add(c.WorkflowTemplates, "workflow job template", e.Name, e.Playbook)
+		errs = append(errs, c.addSpec(dispatch.KindWorkflowTemplate, e))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("runner: catalog %s: %w", path, err)
@@ -225,10 +233,13 @@ func (r *Runner) Run(ctx context.Context, req dispatch.JobRequest) (dispatch.Job
 	}
 	varsPath := filepath.Join(r.cfg.LogDir, base+".vars.yml")
 	logPath := filepath.Join(r.cfg.LogDir, base+".log")
-	vars := req.ExtraVars
+	resultPath := filepath.Join(r.cfg.LogDir, base+".result.json")
+	_ = os.Remove(resultPath) // a retry must not read the previous attempt's result
+	vars := maps.Clone(req.ExtraVars)
 	if vars == nil {
 		vars = map[string]any{}
 	}
+	vars[ResultFileVar] = resultPath
 	vb, err := encodeUnsafeVars(vars)
 	if err != nil {
 		return dispatch.JobResult{}, fmt.Errorf("runner: %w", err)
@@ -284,5 +295,11 @@ func (r *Runner) Run(ctx context.Context, req dispatch.JobRequest) (dispatch.Job
 		res.Message = werr.Error()
 	}
 	fmt.Fprintf(logf, "# %s status %s after %.1fs\n", res.Finished.UTC().Format(time.RFC3339), res.Status, res.Finished.Sub(started).Seconds())
+	if art, err := readResult(resultPath); err != nil {
+		fmt.Fprintf(logf, "# result file: %v\n", err)
+		r.log.Warn("job result file unreadable", zap.String("name", req.Name), zap.String("path", resultPath), zap.Error(err))
+	} else {
+		res.Artifacts = art
+	}
 	return res, nil
 }
