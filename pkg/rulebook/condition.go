@@ -5,8 +5,8 @@
 package rulebook
 
 import (
-	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -30,6 +30,10 @@ type env struct {
 	// entries whose gen is the current one (nil: no caching).
 	memo []memoEntry
 	gen  uint32
+	// vars is a template's context (the rulebook vars and event or events)
+	// and err the first error a template filter or method returned.
+	vars map[string]any
+	err  error
 }
 
 type memoEntry struct {
@@ -135,12 +139,12 @@ func (a *arithNode) eval(e *env) (any, bool) {
 		}
 		return nil, false
 	}
+	if isInt(lv) && isInt(rv) {
+		return intArith(a.op, lv, rv), true
+	}
 	res := lf + rf
 	if a.op == '-' {
 		res = lf - rf
-	}
-	if isInt(lv) && isInt(rv) {
-		return int64(res), true
 	}
 	return res, true
 }
@@ -191,6 +195,9 @@ func compare(op string, lv, rv any, typed bool) bool {
 			return !(lv == nil && rv == nil)
 		}
 		return false
+	}
+	if c, ok := cmpExact(lv, rv); ok {
+		return cmpResult(op, c)
 	}
 	lf, lnum := toFloat(lv)
 	rf, rnum := toFloat(rv)
@@ -363,20 +370,6 @@ func (s *searchNode) test(e *env) bool {
 	return re.MatchString(toString(v)) != s.not
 }
 
-func compileSearch(kind, pattern, flags string, anchored bool) (*regexp.Regexp, error) {
-	if kind == "match" && anchored {
-		pattern = "^(?:" + pattern + ")"
-	}
-	if flags != "" {
-		pattern = "(?" + flags + ")" + pattern
-	}
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return nil, fmt.Errorf("regular expression %q: %w", pattern, err)
-	}
-	return re, nil
-}
-
 // selectNode is "is select(op, v)" and "is selectattr(key, op, v)".
 type selectNode struct {
 	l    node
@@ -478,13 +471,16 @@ func toFloat(v any) (float64, bool) {
 		return n, true
 	case float32:
 		return float64(n), true
+	case *big.Int:
+		f, _ := new(big.Float).SetInt(n).Float64()
+		return f, true
 	}
 	return 0, false
 }
 
 func isInt(v any) bool {
 	switch v.(type) {
-	case int, int64, int32, uint64:
+	case int, int64, int32, uint64, *big.Int:
 		return true
 	}
 	return false
@@ -506,6 +502,8 @@ func toString(v any) string {
 		return strconv.Itoa(x)
 	case int64:
 		return strconv.FormatInt(x, 10)
+	case *big.Int:
+		return x.String()
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1e15 {
 			return strconv.FormatFloat(x, 'f', 1, 64)

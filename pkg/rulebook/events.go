@@ -4,6 +4,7 @@
 package rulebook
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -71,7 +72,9 @@ func normalizeJSON(v any) any {
 	switch x := v.(type) {
 	case json.RawMessage:
 		var out any
-		if err := json.Unmarshal(x, &out); err == nil {
+		d := json.NewDecoder(bytes.NewReader(x))
+		d.UseNumber()
+		if err := d.Decode(&out); err == nil {
 			return numbersToInt(out)
 		}
 	}
@@ -79,7 +82,9 @@ func normalizeJSON(v any) any {
 }
 
 // numbersToInt turns whole float64 JSON numbers into int64 so that
-// templates and comparisons see integers as ansible-rulebook does.
+// templates and comparisons see integers as ansible-rulebook does; a
+// json.Number (a json.RawMessage body) that is an integer becomes an int64
+// or, beyond int64, an exact *big.Int.
 func numbersToInt(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
@@ -90,6 +95,16 @@ func numbersToInt(v any) any {
 		for i := range x {
 			x[i] = numbersToInt(x[i])
 		}
+	case json.Number:
+		if isDecimal(string(x)) {
+			n, _ := parseInt(string(x))
+			return n
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return string(x)
+		}
+		return numbersToInt(f)
 	case float64:
 		if x == float64(int64(x)) && x < 1e15 && x > -1e15 {
 			return int64(x)

@@ -94,7 +94,7 @@ func applyVarRoot(matched map[string]any, vr any) map[string]any {
 	case string:
 		out := map[string]any{}
 		for k, obj := range matched {
-			if v, ok := walk(obj, toSegs(x)); ok {
+			if v, ok := walk(obj, varRootSegs(x)); ok {
 				out[k] = v
 			} else {
 				out[k] = obj
@@ -105,7 +105,7 @@ func applyVarRoot(matched map[string]any, vr any) map[string]any {
 		out := map[string]any{}
 		for path, newKey := range x {
 			for _, obj := range matched {
-				if v, ok := walk(obj, toSegs(path)); ok {
+				if v, ok := walk(obj, varRootSegs(path)); ok {
 					out[fmt.Sprint(newKey)] = v
 				}
 			}
@@ -113,6 +113,16 @@ func applyVarRoot(matched map[string]any, vr any) map[string]any {
 		return out
 	}
 	return matched
+}
+
+// varRootSegs reads a var_root path with the path grammar of conditions and
+// templates (a.b, a['k'], a[0], a[-1]); a string that grammar refuses is
+// split on dots, as ansible-rulebook's dpath does (a.0.b).
+func varRootSegs(s string) []any {
+	if segs, err := parsePathSegs(s); err == nil {
+		return segs
+	}
+	return toSegs(s)
 }
 
 func restoreKey(ctx map[string]any, k string, v any, had bool, vars map[string]any) {

@@ -7,6 +7,8 @@ package rulebook
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -96,11 +98,14 @@ func LoadVarsFile(path string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read vars: %w", err)
 	}
-	var v map[string]any
-	if err := yaml.Unmarshal(b, &v); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out, _ := normalize(v).(map[string]any)
+	if len(doc.Content) == 1 && doc.Content[0].Kind != yaml.MappingNode && doc.Content[0].Tag != "!!null" {
+		return nil, fmt.Errorf("%s: vars must be a mapping", path)
+	}
+	out, _ := decode(&doc).(map[string]any)
 	if out == nil {
 		out = map[string]any{}
 	}
@@ -162,14 +167,28 @@ func Load(data []byte, filename string, vars map[string]any) (*Rulebook, error) 
 		return nil, errors.Join(l.errs...)
 	}
 	rb.paths = len(l.ids)
+	if err := compileActions(rb, vars); err != nil {
+		return nil, fmt.Errorf("%s: %w", filename, err)
+	}
+	return rb, nil
+}
+
+// compileActions compiles every action's templates; a template that does
+// not parse (a syntax error, an unknown filter or method) fails the load.
+func compileActions(rb *Rulebook, vars map[string]any) error {
+	var errs []error
 	for _, rs := range rb.Rulesets {
 		for _, r := range rs.Rules {
 			for i := range r.Actions {
-				r.Actions[i].compiled = compileArgs(r.Actions[i].Args, vars)
+				a := &r.Actions[i]
+				a.compiled = compileArgs(a.Args, vars)
+				if err := templateErr(a.compiled); err != nil {
+					errs = append(errs, fmt.Errorf("ruleset %q rule %q action %s: %w", rs.Name, r.Name, a.Name, err))
+				}
 			}
 		}
 	}
-	return rb, nil
+	return errors.Join(errs...)
 }
 
 type field struct {
@@ -198,10 +217,46 @@ func (l *loader) mapping(n *yaml.Node, what string, allowed ...string) map[strin
 	return out
 }
 
+// decode turns a YAML node into JSON-like values; a plain integer too big
+// for int64 (which YAML resolves as a float) stays an exact *big.Int.
 func decode(n *yaml.Node) any {
+	switch {
+	case n.Kind == yaml.ScalarNode && n.Tag == "!!float" && n.Style == 0 && isDecimal(n.Value):
+		if v, _ := parseInt(n.Value); v != nil {
+			if _, isBig := v.(*big.Int); isBig {
+				return v
+			}
+		}
+	case n.Kind == yaml.SequenceNode:
+		out := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			out[i] = decode(c)
+		}
+		return out
+	case n.Kind == yaml.MappingNode && !hasMerge(n):
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			var k any
+			_ = n.Content[i].Decode(&k)
+			out[fmt.Sprint(k)] = decode(n.Content[i+1])
+		}
+		return out
+	case n.Kind == yaml.DocumentNode && len(n.Content) == 1:
+		return decode(n.Content[0])
+	}
 	var v any
 	_ = n.Decode(&v)
 	return normalize(v)
+}
+
+// hasMerge reports a mapping with a "<<" merge key (left to yaml's decoder).
+func hasMerge(n *yaml.Node) bool {
+	for i := 0; i < len(n.Content); i += 2 {
+		if n.Content[i].Tag == "!!merge" {
+			return true
+		}
+	}
+	return false
 }
 
 // normalize turns YAML-decoded values into JSON-like ones (map[string]any,
@@ -227,6 +282,9 @@ func normalize(v any) any {
 	case int:
 		return int64(x)
 	case uint64:
+		if x > math.MaxInt64 {
+			return new(big.Int).SetUint64(x)
+		}
 		return int64(x)
 	}
 	return v

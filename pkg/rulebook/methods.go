@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"path"
 	"regexp"
 	"strconv"
@@ -38,18 +39,14 @@ var templateFilters = map[string]templateFilter{
 	"regex_replace": filterRegexReplace,
 }
 
-func applyFilter(name string, v any, args []any) (any, error) {
-	if f, ok := templateFilters[name]; ok {
-		return f(v, args)
-	}
-	return nil, fmt.Errorf("unknown filter %q", name)
-}
-
 func filterInt(v any, _ []any) (any, error) {
+	if b, ok := v.(*big.Int); ok {
+		return b, nil
+	}
 	if f, ok := toFloat(v); ok {
 		return int64(f), nil
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(toString(v)), 10, 64)
+	n, err := parseInt(strings.TrimSpace(toString(v)))
 	if err != nil {
 		return int64(0), nil
 	}

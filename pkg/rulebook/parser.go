@@ -6,6 +6,7 @@ package rulebook
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode"
@@ -68,7 +69,7 @@ func lex(src string) ([]token, error) {
 				}
 				v = f
 			} else {
-				n, err := strconv.ParseInt(text, 10, 64)
+				n, err := parseInt(text)
 				if err != nil {
 					return nil, fmt.Errorf("bad number %q at column %d", text, i+1)
 				}
@@ -84,7 +85,7 @@ func lex(src string) ([]token, error) {
 			toks = append(toks, token{kind: tWord, text: src[i:j], pos: i})
 			i = j
 		default:
-			for _, op := range []string{"<<", "==", "!=", ">=", "<=", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".", "="} {
+			for _, op := range []string{"<<", "==", "!=", ">=", "<=", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".", "=", "|"} {
 				if strings.HasPrefix(src[i:], op) {
 					toks = append(toks, token{kind: tOp, text: op, pos: i})
 					i += len(op)
@@ -108,6 +109,11 @@ type parser struct {
 	ids map[string]int
 	// depth counts nested parentheses, lists and negations being parsed.
 	depth int
+	// tmpl parses a template expression ({{ ... }}): bare words are
+	// variables, and filters and method calls are allowed.
+	tmpl bool
+	// roots are the variable names a template expression reads.
+	roots map[string]bool
 }
 
 // maxNesting bounds how deep a condition may nest: recursion on hostile
@@ -153,6 +159,9 @@ func (p *parser) is(kind tokKind, text string) bool {
 	return t.kind == kind && t.text == text
 }
 func (p *parser) errf(format string, a ...any) error {
+	if p.tmpl {
+		return fmt.Errorf("template {{ %s }}, column %d: %s", p.src, p.peek().pos+1, fmt.Sprintf(format, a...))
+	}
 	return fmt.Errorf("condition %q, column %d: %s", p.src, p.peek().pos+1, fmt.Sprintf(format, a...))
 }
 
@@ -487,7 +496,7 @@ func (p *parser) add() (node, error) {
 }
 
 func (p *parser) mul() (node, error) {
-	l, err := p.primary()
+	l, err := p.unary()
 	if err != nil {
 		return nil, err
 	}
@@ -524,6 +533,8 @@ func (p *parser) primary() (node, error) {
 			switch v := n.num.(type) {
 			case int64:
 				return &litNode{-v}, nil
+			case *big.Int:
+				return &litNode{new(big.Int).Neg(v)}, nil
 			case float64:
 				return &litNode{-v}, nil
 			}
@@ -572,6 +583,9 @@ func (p *parser) list() (node, error) {
 // word parses a word: a boolean or null literal, a path, or a bare string;
 // keywords are errors here.
 func (p *parser) word(t token) (node, error) {
+	if p.tmpl {
+		return p.templateWord(t)
+	}
 	switch t.text {
 	case "true", "True":
 		p.next()
@@ -594,47 +608,12 @@ func (p *parser) word(t token) (node, error) {
 func (p *parser) path() (node, error) {
 	head := p.next()
 	pn := &pathNode{prefix: head.text}
-	var text strings.Builder
-	text.WriteString(head.text)
-	for {
-		if p.is(tOp, ".") && p.at(1).kind == tWord {
-			p.next()
-			w := p.next()
-			pn.segs = append(pn.segs, w.text)
-			text.WriteString("." + w.text)
-			continue
-		}
-		if p.is(tOp, "[") {
-			p.next()
-			t := p.next()
-			switch {
-			case t.kind == tStr:
-				pn.segs = append(pn.segs, t.text)
-			case t.kind == tNum:
-				n, ok := t.num.(int64)
-				if !ok {
-					return nil, p.errf("index must be an integer")
-				}
-				pn.segs = append(pn.segs, int(n))
-			case t.kind == tOp && t.text == "-" && p.peek().kind == tNum:
-				n, ok := p.next().num.(int64)
-				if !ok {
-					return nil, p.errf("index must be an integer")
-				}
-				pn.segs = append(pn.segs, -int(n))
-			default:
-				return nil, p.errf("bad index")
-			}
-			if !p.is(tOp, "]") {
-				return nil, p.errf("missing ']'")
-			}
-			p.next()
-			fmt.Fprintf(&text, "[%v]", pn.segs[len(pn.segs)-1])
-			continue
-		}
-		break
+	segs, text, err := p.segments(head.text)
+	if err != nil {
+		return nil, err
 	}
-	pn.text = text.String()
+	pn.segs = segs
+	pn.text = text
 	if len(pn.segs) == 0 {
 		return nil, p.errf("%q alone is not a valid identifier; name an attribute", head.text)
 	}
