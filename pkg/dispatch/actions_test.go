@@ -4,6 +4,7 @@
 package dispatch
 
 import (
+	"math/big"
 	"testing"
 	"time"
 
@@ -43,7 +44,7 @@ func TestRegistryMatchesHandlers(t *testing.T) {
 func TestWrapEntryNormalisesNumbers(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
 	ev, err := WrapEntry(&inbox.Entry{Seq: 1, Endpoint: "endpoint", UUID: "U", ReceivedAt: at,
-		Headers: map[string]string{"Content-Type": "application/json"}, Payload: []byte(`{"n":3,"f":1.5,"l":[2]}`)})
+		Headers: map[string]string{"Content-Type": "application/json"}, Payload: []byte(`{"n":3,"f":1.5,"l":[2],"big":123456789012345678901234567890}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +54,9 @@ func TestWrapEntryNormalisesNumbers(t *testing.T) {
 	}
 	if _, ok := p["l"].([]any)[0].(int64); !ok {
 		t.Errorf("payload.l[0] is %T, want int64", p["l"].([]any)[0])
+	}
+	if b, ok := p["big"].(*big.Int); !ok || b.String() != "123456789012345678901234567890" {
+		t.Errorf("payload.big is %T %v, want the exact integer", p["big"], p["big"])
 	}
 	if p["f"] != 1.5 {
 		t.Errorf("payload.f = %v, want 1.5", p["f"])

@@ -398,9 +398,10 @@ func (d *Dispatcher) process(ev map[string]any) (fired []Fired, err error) {
 // rulebook.WrapWebhookEvent: whole numbers become int64); a payload that is
 // not JSON fails the entry.
 func WrapEntry(e *inbox.Entry) (map[string]any, error) {
-	var body any
-	if err := json.Unmarshal(e.Payload, &body); err != nil {
-		return nil, fmt.Errorf("decode payload of entry %d: %w", e.Seq, err)
+	if !json.Valid(e.Payload) {
+		return nil, fmt.Errorf("decode payload of entry %d: not valid JSON", e.Seq)
 	}
-	return rulebook.WrapWebhookEvent(body, e.Endpoint, e.Headers, e.ReceivedAt, e.UUID), nil
+	// Raw, so that the rulebook decodes it with json.Number: integers of any
+	// size stay exact (as ansible-rulebook's Python ints do).
+	return rulebook.WrapWebhookEvent(json.RawMessage(e.Payload), e.Endpoint, e.Headers, e.ReceivedAt, e.UUID), nil
 }
