@@ -12,7 +12,7 @@ GOTEST_FLAGS ?= -count=1 -timeout 45m
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/ocpv-dr/ocpv-dr/pkg/version.Version=$(VERSION)
 # What `make build` builds; each binary is named after its package's directory.
-BUILD_PKGS := ./cmd/forwarder ./cmd/receiver ./test/lab/labctl ./test/sim/cmd/labsim ./test/demo
+BUILD_PKGS := ./cmd/forwarder ./cmd/receiver ./cmd/ocpdr-host ./test/lab/labctl ./test/sim/cmd/labsim ./test/demo
 BINARIES := $(notdir $(BUILD_PKGS))
 # Tracked and new (not ignored) Go files that exist in the work tree.
 GOFILES = $(wildcard $(shell git ls-files -co --exclude-standard '*.go'))
