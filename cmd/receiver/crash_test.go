@@ -1,10 +1,13 @@
+// crash_test.go kills the receiver binary with SIGKILL in the middle of an
+// event stream and checks that no acknowledged event is lost or doubled.
+
 package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocpv-dr/ocpv-dr/test/lab"
 )
 
 // buildReceiver builds this command into a temporary directory.
@@ -29,167 +34,155 @@ func buildReceiver(t *testing.T) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := lab.FreeAddr("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // testToken is a webhook token the receiver's token policy accepts.
 const testToken = "crash-test-webhook-token-0123456789abcdef"
 
-type proc struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-func startReceiver(t *testing.T, bin, addr, state, logPath string) *proc {
+// startReceiver runs the built receiver on addr and state, appending to
+// logPath, and waits until /readyz answers 200.
+func startReceiver(t *testing.T, bin, addr, state, logPath string) *lab.Receiver {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := lab.StartReceiver(ctx, lab.ReceiverSpec{
+		Bin: bin, Addr: addr, StateDir: state, Rulebook: "testdata/count.yml", Token: testToken,
+		Args: []string{"--log-level", "warn"}, Log: logPath, AppendLog: true,
+		ReadyPath: "/readyz", PollEvery: 20 * time.Millisecond,
+	})
 	if err != nil {
-		t.Fatal(err)
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("receiver did not become ready: %v\n%s", err, b)
 	}
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--rulebook", "testdata/count.yml", "--state-dir", state, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "RECEIVER_WEBHOOK_TOKEN="+testToken)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		select {
-		case err := <-p.done:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("receiver exited: %v\n%s", err, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("receiver did not become ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return p
 }
 
-// kill -9 in the middle of a stream of 5,000 events: every event that got a
-// 200 before the kill, and every event sent after the restart, is processed,
-// each exactly once.
-func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the receiver binary")
-	}
-	bin := buildReceiver(t)
-	addr := freeAddr(t)
-	state := filepath.Join(t.TempDir(), "state")
-	logPath := filepath.Join(t.TempDir(), "receiver.log")
-	p := startReceiver(t, bin, addr, state, logPath)
+// stream sends events "ev-<i>" to one receiver address from several
+// clients and remembers which got a 200.
+type stream struct {
+	addr    string
+	client  *http.Client
+	acked   []atomic.Bool
+	nAcked  atomic.Int64
+	next    atomic.Int64
+	down    atomic.Bool // set at the kill: later events are not sent
+	unacked sync.Map    // sent, no 200 before the kill: resent after the restart
+	wg      sync.WaitGroup
+}
 
-	const total, clients = 5000, 16
-	acked := make([]atomic.Bool, total)
-	var nAcked atomic.Int64
-	var next atomic.Int64
-	var down atomic.Bool
-	client := &http.Client{Timeout: 10 * time.Second}
-	send := func(i int) bool {
-		body := fmt.Appendf(nil, `{"id":"ev-%d","i":%d,"kind":"Test"}`, i, i)
-		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/endpoint", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+func newStream(addr string, total int) *stream {
+	return &stream{addr: addr, client: &http.Client{Timeout: 10 * time.Second}, acked: make([]atomic.Bool, total)}
+}
+
+// send posts event i and reports whether the receiver acknowledged it.
+func (s *stream) send(i int) bool {
+	body := fmt.Appendf(nil, `{"id":"ev-%d","i":%d,"kind":"Test"}`, i, i)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.addr+"/endpoint", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return false
 	}
-	var wg sync.WaitGroup
-	var unacked sync.Map // sent, no 200 before the kill: resent after the restart
+	resp.Body.Close()
+	return resp.StatusCode == 200
+}
+
+// start runs the clients until every event was sent or the stream is down.
+func (s *stream) start(clients int) {
 	for range clients {
-		wg.Go(func() {
+		s.wg.Go(func() {
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= total {
+				i := int(s.next.Add(1)) - 1
+				if i >= len(s.acked) {
 					return
 				}
-				if !down.Load() && send(i) {
-					acked[i].Store(true)
-					nAcked.Add(1)
+				if !s.down.Load() && s.send(i) {
+					s.acked[i].Store(true)
+					s.nAcked.Add(1)
 				} else {
-					unacked.Store(i, true)
+					s.unacked.Store(i, true)
 				}
 			}
 		})
 	}
-	// Kill while the stream runs.
+}
+
+// killAfter SIGKILLs the receiver once n events were acknowledged, while the
+// stream runs, and returns how many were acknowledged at the kill.
+func (s *stream) killAfter(t *testing.T, p *lab.Receiver, n int64) int64 {
+	t.Helper()
 	waitUntil := time.Now().Add(2 * time.Minute)
-	for nAcked.Load() < 1500 {
+	for s.nAcked.Load() < n {
 		if time.Now().After(waitUntil) {
-			down.Store(true)
-			wg.Wait()
-			t.Fatalf("only %d events acknowledged in 2 minutes", nAcked.Load())
+			s.down.Store(true)
+			s.wg.Wait()
+			t.Fatalf("only %d events acknowledged in 2 minutes", s.nAcked.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	down.Store(true)
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	s.down.Store(true)
+	if err := p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.done
-	killedAt := nAcked.Load()
-	wg.Wait()
-	t.Logf("killed after %d acknowledged events", killedAt)
+	<-p.Done()
+	killedAt := s.nAcked.Load()
+	s.wg.Wait()
+	return killedAt
+}
 
-	p = startReceiver(t, bin, addr, state, logPath)
-	defer func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		<-p.done
-	}()
+// resend sends every unacknowledged event again until it is accepted, then
+// checks that every event was acknowledged once, and returns how many it sent.
+func (s *stream) resend(t *testing.T) int {
+	t.Helper()
 	resent := 0
-	unacked.Range(func(k, _ any) bool {
+	s.unacked.Range(func(k, _ any) bool {
 		i := k.(int)
-		for try := 0; !send(i); try++ {
+		for try := 0; !s.send(i); try++ {
 			if try > 50 {
 				t.Fatalf("event %d not accepted after restart", i)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		acked[i].Store(true)
+		s.acked[i].Store(true)
 		resent++
 		return true
 	})
-	t.Logf("%d events sent again after the restart", resent)
-	for i := range acked {
-		if !acked[i].Load() {
+	for i := range s.acked {
+		if !s.acked[i].Load() {
 			t.Fatalf("event %d never acknowledged", i)
 		}
 	}
+	return resent
+}
 
-	type view struct {
-		Events []struct {
-			ID    string   `json:"id"`
-			State string   `json:"state"`
-			Rules []string `json:"rules"`
-		} `json:"events"`
-		Pending int `json:"pending"`
-	}
-	var v view
+// eventsView is the receiver's /api/v1/events answer, as far as the test reads it.
+type eventsView struct {
+	Events []struct {
+		ID    string   `json:"id"`
+		State string   `json:"state"`
+		Rules []string `json:"rules"`
+	} `json:"events"`
+	Pending int `json:"pending"`
+}
+
+// awaitProcessed polls /api/v1/events until nothing is pending and at least
+// total events are finished, for up to 60s.
+func (s *stream) awaitProcessed(t *testing.T, total int) eventsView {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/events?limit=20000", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/api/v1/events?limit=20000", nil)
 		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := client.Do(req)
+		resp, err := s.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v = view{}
+		var v eventsView
 		err = json.NewDecoder(resp.Body).Decode(&v)
 		resp.Body.Close()
 		if err != nil {
@@ -202,13 +195,18 @@ func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
 			}
 		}
 		if v.Pending == 0 && finished >= total {
-			break
+			return v
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after 60s: %d events listed, %d pending", len(v.Events), v.Pending)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// checkExactlyOnce: every event done by the one rule, each stored once.
+func checkExactlyOnce(t *testing.T, v eventsView, total int) {
+	t.Helper()
 	seen := map[string]int{}
 	for _, e := range v.Events {
 		seen[e.ID]++
@@ -224,4 +222,29 @@ func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
 	if len(v.Events) != total {
 		t.Errorf("%d events stored, want %d", len(v.Events), total)
 	}
+}
+
+// kill -9 in the middle of a stream of 5,000 events: every event that got a
+// 200 before the kill, and every event sent after the restart, is processed,
+// each exactly once.
+func TestKill9LosesNoAcknowledgedEvent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the receiver binary")
+	}
+	const total, clients = 5000, 16
+	bin := buildReceiver(t)
+	addr := freeAddr(t)
+	state := filepath.Join(t.TempDir(), "state")
+	logPath := filepath.Join(t.TempDir(), "receiver.log")
+	p := startReceiver(t, bin, addr, state, logPath)
+
+	s := newStream(addr, total)
+	s.start(clients)
+	t.Logf("killed after %d acknowledged events", s.killAfter(t, p, 1500))
+
+	p = startReceiver(t, bin, addr, state, logPath)
+	defer func() { _, _ = p.Stop(time.Minute) }()
+	t.Logf("%d events sent again after the restart", s.resend(t))
+
+	checkExactlyOnce(t, s.awaitProcessed(t, total), total)
 }

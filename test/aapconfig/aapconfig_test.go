@@ -1,3 +1,6 @@
+// aapconfig_test.go runs the AAP configuration playbook against the fake
+// Controller and checks the objects it creates, idempotence and check mode.
+
 package aapconfig
 
 import (
@@ -13,6 +16,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/ocpv-dr/ocpv-dr/pkg/aap/aaptest"
 )
 
 func repoRoot(t *testing.T) string {
@@ -77,7 +82,7 @@ type run struct {
 
 var recapChanged = regexp.MustCompile(`localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0`)
 
-func playbook(t *testing.T, c *Controller, keyFile string, extra ...string) run {
+func playbook(t *testing.T, c *aaptest.Server, keyFile string, extra ...string) run {
 	t.Helper()
 	root := repoRoot(t)
 	args := append([]string{filepath.Join(root, "playbooks", "aap", "configure_controller.yml"),
@@ -92,7 +97,7 @@ func playbook(t *testing.T, c *Controller, keyFile string, extra ...string) run 
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"ANSIBLE_CONFIG="+filepath.Join(root, "ansible.cfg"), "ANSIBLE_NOCOLOR=1", "ANSIBLE_CALLBACKS_ENABLED=",
-		"CONTROLLER_HOST="+c.URL(), "CONTROLLER_OAUTH_TOKEN=test-admin-token", "CONTROLLER_VERIFY_SSL=false",
+		"CONTROLLER_HOST="+c.URL, "CONTROLLER_OAUTH_TOKEN=test-admin-token", "CONTROLLER_VERIFY_SSL=false",
 		"OCPDR_PRIMARY_API_TOKEN="+primaryToken, "OCPDR_DR_API_TOKEN="+drToken,
 		"OCPDR_S3_ACCESS_KEY="+s3Access, "OCPDR_S3_SECRET_KEY="+s3Secret)
 	out, err := cmd.CombinedOutput()
@@ -121,7 +126,7 @@ func atoi(s string) int {
 	return n
 }
 
-func names(objs []Object) []string {
+func names(objs []aaptest.Object) []string {
 	var out []string
 	for _, o := range objs {
 		out = append(out, o["name"].(string))
@@ -130,7 +135,7 @@ func names(objs []Object) []string {
 	return out
 }
 
-func one(t *testing.T, c *Controller, coll string, m Object) Object {
+func one(t *testing.T, c *aaptest.Server, coll string, m aaptest.Object) aaptest.Object {
 	t.Helper()
 	got := c.Find(coll, m)
 	if len(got) != 1 {
@@ -147,7 +152,7 @@ func TestConfigureController(t *testing.T) {
 		t.Fatal("ansible-playbook not installed: run make deps")
 	}
 	cfg := loadConfig(t)
-	c := New("test-admin-token")
+	c := aaptest.NewConfigStore("test-admin-token")
 	defer c.Close()
 	key := filepath.Join(t.TempDir(), "id_nfs")
 	if err := os.WriteFile(key, []byte(sshKey), 0o600); err != nil {
@@ -162,19 +167,19 @@ func TestConfigureController(t *testing.T) {
 		t.Fatalf("first run against an empty controller changed nothing:\n%s", first.out)
 	}
 
-	org := one(t, c, "organizations", Object{"name": "Default"})["id"]
-	proj := one(t, c, "projects", Object{"name": cfg.Project.Name, "organization": org})
+	org := one(t, c, "organizations", aaptest.Object{"name": "Default"})["id"]
+	proj := one(t, c, "projects", aaptest.Object{"name": cfg.Project.Name, "organization": org})
 	if proj["scm_type"] != "git" || !strings.HasSuffix(proj["scm_url"].(string), ".git") {
 		t.Errorf("project: %v", proj)
 	}
 
-	inv := one(t, c, "inventories", Object{"name": cfg.Inventory.Name, "organization": org})
+	inv := one(t, c, "inventories", aaptest.Object{"name": cfg.Inventory.Name, "organization": org})
 	var invVars map[string]any
 	if err := json.Unmarshal([]byte(inv["variables"].(string)), &invVars); err != nil || invVars["ocpdr_primary_export_root"] == nil {
 		t.Errorf("inventory variables %v: %v", inv["variables"], err)
 	}
 	for _, g := range cfg.Inventory.Groups {
-		grp := one(t, c, "groups", Object{"name": g.Name, "inventory": inv["id"]})
+		grp := one(t, c, "groups", aaptest.Object{"name": g.Name, "inventory": inv["id"]})
 		var want []string
 		for _, h := range g.Hosts {
 			want = append(want, h.Name)
@@ -187,24 +192,24 @@ func TestConfigureController(t *testing.T) {
 
 	// Credentials hold the secrets from the environment; the cluster pair
 	// kubeconfigs carry each cluster's server and token.
-	mach := one(t, c, "credentials", Object{"name": "OCP-DR NFS Hosts"})
+	mach := one(t, c, "credentials", aaptest.Object{"name": "OCP-DR NFS Hosts"})
 	if in := mach["inputs"].(map[string]any); strings.TrimSpace(fmt.Sprint(in["ssh_key_data"])) != strings.TrimSpace(sshKey) || in["username"] != "root" {
 		t.Errorf("machine credential inputs wrong: username=%v key set=%v", in["username"], strings.TrimSpace(fmt.Sprint(in["ssh_key_data"])) == strings.TrimSpace(sshKey))
 	}
 	for name, tok := range map[string]string{"OCP-DR Primary Cluster API": primaryToken, "OCP-DR DR Cluster API": drToken} {
-		cr := one(t, c, "credentials", Object{"name": name})
-		ct := one(t, c, "credential_types", Object{"id": cr["credential_type"]})
+		cr := one(t, c, "credentials", aaptest.Object{"name": name})
+		ct := one(t, c, "credential_types", aaptest.Object{"id": cr["credential_type"]})
 		if ct["name"] != "OpenShift or Kubernetes API Bearer Token" || cr["inputs"].(map[string]any)["bearer_token"] != tok {
 			t.Errorf("%s: type %v, token set %v", name, ct["name"], cr["inputs"].(map[string]any)["bearer_token"] == tok)
 		}
 	}
-	pairType := one(t, c, "credential_types", Object{"name": "OCP-DR Cluster Pair"})
+	pairType := one(t, c, "credential_types", aaptest.Object{"name": "OCP-DR Cluster Pair"})
 	inj, _ := json.Marshal(pairType["injectors"])
 	if !strings.Contains(string(inj), `"ocpdr_primary_kubeconfig":"{{ tower.filename.primary }}"`) ||
 		!strings.Contains(string(inj), `"template.dr":"{{ dr_kubeconfig }}"`) {
 		t.Errorf("cluster pair injectors must reach the controller unrendered: %s", inj)
 	}
-	pair := one(t, c, "credentials", Object{"name": "OCP-DR Cluster Pair", "credential_type": pairType["id"]})
+	pair := one(t, c, "credentials", aaptest.Object{"name": "OCP-DR Cluster Pair", "credential_type": pairType["id"]})
 	for field, want := range map[string][]string{
 		"primary_kubeconfig": {"server: \"https://api.primary.example.com:6443\"", "token: \"" + primaryToken + "\""},
 		"dr_kubeconfig":      {"server: \"https://api.dr.example.com:6443\"", "token: \"" + drToken + "\"", "insecure-skip-tls-verify: true"},
@@ -220,7 +225,7 @@ func TestConfigureController(t *testing.T) {
 			}
 		}
 	}
-	s3 := one(t, c, "credentials", Object{"name": "OCP-DR Backup Bucket"})
+	s3 := one(t, c, "credentials", aaptest.Object{"name": "OCP-DR Backup Bucket"})
 	if in := s3["inputs"].(map[string]any); in["username"] != s3Access || in["password"] != s3Secret {
 		t.Errorf("S3 credential inputs wrong")
 	}
@@ -229,7 +234,7 @@ func TestConfigureController(t *testing.T) {
 	// cluster-pair credentials are attached, variables are prompted; event
 	// templates also prompt for limit and labels as EDA sends them.
 	for _, jt := range cfg.JobTemplates {
-		o := one(t, c, "job_templates", Object{"name": jt.Name, "organization": org})
+		o := one(t, c, "job_templates", aaptest.Object{"name": jt.Name, "organization": org})
 		if o["playbook"] != jt.Playbook || !same(o["project"], proj["id"]) || !same(o["inventory"], inv["id"]) {
 			t.Errorf("%s: playbook %v project %v inventory %v", jt.Name, o["playbook"], o["project"], o["inventory"])
 		}
@@ -249,13 +254,13 @@ func TestConfigureController(t *testing.T) {
 		}
 	}
 
-	periodic := one(t, c, "job_templates", Object{"name": cfg.Periodic})
-	sched := one(t, c, "schedules", Object{"unified_job_template": periodic["id"]})
+	periodic := one(t, c, "job_templates", aaptest.Object{"name": cfg.Periodic})
+	sched := one(t, c, "schedules", aaptest.Object{"unified_job_template": periodic["id"]})
 	if rr, _ := sched["rrule"].(string); !strings.Contains(rr, "FREQ=HOURLY") || !strings.Contains(rr, "INTERVAL=1") || sched["enabled"] != true {
 		t.Errorf("periodic schedule: rrule %v enabled %v", sched["rrule"], sched["enabled"])
 	}
 
-	wf := one(t, c, "workflow_job_templates", Object{"name": cfg.Workflow.Name, "organization": org})
+	wf := one(t, c, "workflow_job_templates", aaptest.Object{"name": cfg.Workflow.Name, "organization": org})
 	if wf["survey_enabled"] != true || wf["ask_variables_on_launch"] != true {
 		t.Errorf("workflow survey_enabled %v ask_variables_on_launch %v", wf["survey_enabled"], wf["ask_variables_on_launch"])
 	}
@@ -263,8 +268,8 @@ func TestConfigureController(t *testing.T) {
 	if !strings.Contains(string(spec), `"variable":"backup_name"`) {
 		t.Errorf("workflow survey lacks backup_name: %s", spec)
 	}
-	failoverJT := one(t, c, "job_templates", Object{"name": cfg.Failover})
-	node := one(t, c, "workflow_job_template_nodes", Object{"workflow_job_template": wf["id"]})
+	failoverJT := one(t, c, "job_templates", aaptest.Object{"name": cfg.Failover})
+	node := one(t, c, "workflow_job_template_nodes", aaptest.Object{"workflow_job_template": wf["id"]})
 	if !same(node["unified_job_template"], failoverJT["id"]) {
 		t.Errorf("workflow node runs %v, want the failover job template %v", node["unified_job_template"], failoverJT["id"])
 	}
@@ -293,7 +298,7 @@ func TestConfigureControllerRefusesBadValues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ansible-playbook")
 	}
-	c := New("test-admin-token")
+	c := aaptest.NewConfigStore("test-admin-token")
 	defer c.Close()
 	r := playbook(t, c, "", "-e", `{"ocpdr_aap_periodic_rrule": "DTSTART;TZID=UTC:20260101T000000 RRULE:FREQ=HOURLY"}`)
 	if r.err == nil || !strings.Contains(r.out, "rrule with") {

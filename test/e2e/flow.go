@@ -63,8 +63,8 @@ type Flow struct {
 	primary, dr       *kubernetes.Clientset
 	primaryDyn, drDyn dynamic.Interface
 	receiverURL       string
-	services          []*service
-	watcher           *service
+	services          []*lab.Process
+	watcher           *lab.Process
 	watcherMetrics    string
 	step              int
 }
@@ -104,7 +104,7 @@ func clients(s *lab.Site) (*kubernetes.Clientset, dynamic.Interface, error) {
 // Close stops the services the flow started.
 func (f *Flow) Close() {
 	for i := len(f.services) - 1; i >= 0; i-- {
-		f.services[i].stop()
+		stopService(f.services[i])
 	}
 }
 

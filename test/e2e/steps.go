@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ocpv-dr/ocpv-dr/test/lab"
 )
 
 // StartServices starts the receiver with its local runner and the forwarder
@@ -29,30 +31,26 @@ func (f *Flow) StartServices(ctx context.Context) error {
 
 // startReceiver starts the receiver with the shipped rulebook and catalog.
 func (f *Flow) startReceiver(ctx context.Context) error {
-	port, err := freePort("127.0.0.1")
+	rcv, err := lab.StartReceiver(ctx, lab.ReceiverSpec{
+		Bin:      filepath.Join(f.Bin, "receiver"),
+		Rulebook: filepath.Join(f.Root, "rulebooks", "ocp_dr_events.yml"),
+		StateDir: filepath.Join(f.WorkDir, "receiver-state"),
+		Token:    webhookTok,
+		Args: []string{
+			"--job-templates", filepath.Join(f.Root, "examples", "job-templates.yml"),
+			"--inventory", f.Lab.Inventory,
+			"--job-log-dir", filepath.Join(f.WorkDir, "jobs"),
+		},
+		Log:       filepath.Join(f.WorkDir, "logs", "receiver.log"),
+		Group:     true,
+		PollEvery: 100 * time.Millisecond,
+	})
 	if err != nil {
 		return err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	f.receiverURL = "http://" + addr
-	logs := filepath.Join(f.WorkDir, "logs")
-	rcv, err := startService("receiver", logs, []string{"RECEIVER_WEBHOOK_TOKEN=" + webhookTok},
-		filepath.Join(f.Bin, "receiver"), "serve",
-		"--listen", addr,
-		"--rulebook", filepath.Join(f.Root, "rulebooks", "ocp_dr_events.yml"),
-		"--state-dir", filepath.Join(f.WorkDir, "receiver-state"),
-		"--job-templates", filepath.Join(f.Root, "examples", "job-templates.yml"),
-		"--inventory", f.Lab.Inventory,
-		"--job-log-dir", filepath.Join(f.WorkDir, "jobs"),
-	)
-	if err != nil {
-		return err
-	}
-	f.services = append(f.services, rcv)
-	if err := waitTCP(ctx, rcv, addr); err != nil {
-		return err
-	}
-	f.say("receiver listening on %s (log %s)", f.receiverURL, rcv.log)
+	f.services = append(f.services, rcv.Process)
+	f.receiverURL = rcv.URL
+	f.say("receiver listening on %s (log %s)", f.receiverURL, rcv.Log)
 	return nil
 }
 
@@ -69,7 +67,7 @@ func (f *Flow) startForwarderAndSims() error {
 		return err
 	}
 	f.services = append(f.services, fwd)
-	f.say("forwarder watching %s (log %s)", f.Lab.Primary.APIServerURL, fwd.log)
+	f.say("forwarder watching %s (log %s)", f.Lab.Primary.APIServerURL, fwd.Log)
 
 	sim, err := startService("labsim", logs, nil,
 		filepath.Join(f.Bin, "labsim"), "controllers", "--lab", f.Lab.Dir)
@@ -77,7 +75,7 @@ func (f *Flow) startForwarderAndSims() error {
 		return err
 	}
 	f.services = append(f.services, sim)
-	f.say("simulated Velero and KubeVirt controllers running for the DR site (log %s)", sim.log)
+	f.say("simulated Velero and KubeVirt controllers running for the DR site (log %s)", sim.Log)
 	return nil
 }
 

@@ -33,14 +33,14 @@ func (f *Flow) startWatcher(ctx context.Context, quiet, maxDelay time.Duration) 
 	if err := waitTCP(ctx, w, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 		return err
 	}
-	f.say("forwarder watch-exports watching %s (log %s)", f.Lab.Primary.ExportRoot, w.log)
+	f.say("forwarder watch-exports watching %s (log %s)", f.Lab.Primary.ExportRoot, w.Log)
 	return nil
 }
 
 // stopWatcher stops watch-exports (it stays in services; stop is idempotent).
 func (f *Flow) stopWatcher() {
 	if f.watcher != nil {
-		f.watcher.stop()
+		stopService(f.watcher)
 		f.watcher = nil
 	}
 }

@@ -116,7 +116,7 @@ func TestWatchExportsReplicatesDataWrites(t *testing.T) {
 	if b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events"); err == nil {
 		limit, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	pid := f.watcher.cmd.Process.Pid
+	pid := f.watcher.Pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -9,16 +9,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ocpv-dr/ocpv-dr/test/lab"
 )
 
 // repoRoot is the repository this package lives in.
@@ -43,12 +42,10 @@ func receiverBin(t *testing.T) string {
 
 // receiver is one running receiver process.
 type receiver struct {
-	t      *testing.T
-	url    string
-	token  string
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the process has exited
-	log    string
+	*lab.Receiver
+	t     *testing.T
+	url   string
+	token string
 }
 
 const testToken = "fault-suite-webhook-token-0123456789abcdef"
@@ -57,49 +54,25 @@ const testToken = "fault-suite-webhook-token-0123456789abcdef"
 // shipped rulebook and its state in stateDir.
 func startReceiver(t *testing.T, stateDir string, extra ...string) *receiver {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	logPath := filepath.Join(t.TempDir(), "receiver.log")
-	lf, err := os.Create(logPath)
+	lr, err := lab.StartReceiver(ctx, lab.ReceiverSpec{
+		Bin: receiverBin(t), StateDir: stateDir, Token: testToken,
+		Rulebook:  filepath.Join(repoRoot(t), "rulebooks", "ocp_dr_events.yml"),
+		Args:      append([]string{"--job-log-dir", filepath.Join(t.TempDir(), "jobs"), "--shutdown-timeout", "5s"}, extra...),
+		Log:       logPath,
+		ReadyPath: "/healthz",
+	})
 	if err != nil {
-		t.Fatal(err)
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("receiver did not start: %v:\n%s", err, b)
 	}
-	args := append([]string{"serve", "--listen", addr, "--state-dir", stateDir,
-		"--rulebook", filepath.Join(repoRoot(t), "rulebooks", "ocp_dr_events.yml"),
-		"--job-log-dir", filepath.Join(t.TempDir(), "jobs"), "--shutdown-timeout", "5s"}, extra...)
-	cmd := exec.Command(receiverBin(t), args...)
-	cmd.Env = append(os.Environ(), "RECEIVER_WEBHOOK_TOKEN="+testToken)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &receiver{t: t, url: "http://" + addr, token: testToken, cmd: cmd, exited: make(chan struct{}), log: logPath}
-	go func() { _ = cmd.Wait(); lf.Close(); close(r.exited) }()
-	t.Cleanup(func() { r.kill() })
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if code, _ := r.get("/healthz"); code == http.StatusOK {
-			return r
-		}
-		select {
-		case <-r.exited:
-			t.Fatalf("receiver exited at start (%v):\n%s", cmd.ProcessState, r.logText())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatalf("receiver did not answer within 30s:\n%s", r.logText())
-	return nil
+	t.Cleanup(lr.Kill)
+	return &receiver{Receiver: lr, t: t, url: lr.URL, token: testToken}
 }
 
-func (r *receiver) logText() string {
-	b, _ := os.ReadFile(r.log)
-	return string(b)
-}
+func (r *receiver) logText() string { return r.LogText() }
 
 var client = &http.Client{Timeout: 10 * time.Second}
 
@@ -142,24 +115,11 @@ func (r *receiver) post(ctx context.Context, id string, padding int) (int, strin
 // fails the test beyond limit.
 func (r *receiver) stop(limit time.Duration) time.Duration {
 	r.t.Helper()
-	start := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-		return time.Since(start)
-	case <-time.After(limit):
+	took, err := r.Stop(limit)
+	if err != nil {
 		r.t.Fatalf("receiver ignored SIGTERM for %s:\n%s", limit, r.logText())
 	}
-	return 0
-}
-
-func (r *receiver) kill() {
-	select {
-	case <-r.exited:
-	default:
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
+	return took
 }
 
 // waitReady polls /readyz until it answers want or the timeout passes and
