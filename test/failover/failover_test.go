@@ -42,7 +42,8 @@ func u(obj map[string]any) *unstructured.Unstructured { return &unstructured.Uns
 // roles refuse to pull from the primary.
 func TestFailover(t *testing.T) {
 	l := lab.Get(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	// Six failover runs: about 5 minutes on 2 idle cores, more on a busy machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	prc, _ := l.Primary.RESTConfig()
 	drc, _ := l.DR.RESTConfig()
@@ -274,7 +275,10 @@ func TestFailover(t *testing.T) {
 	}
 
 	// The DR site is active: the event sync refuses to pull from the old primary.
-	pvObj, _ := p.Resource(sim.GVRPV).Get(ctx, "pv-vm-a-root", metav1.GetOptions{})
+	pvObj, err := p.Resource(sim.GVRPV).Get(ctx, "pv-vm-a-root", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("read the primary PV: %v", err)
+	}
 	out, err = l.Playbook(t.Context(), "playbooks/event_driven/handle_nfs_pv_sync.yml", map[string]any{"pv_object": pvObj.Object})
 	if err != nil || !strings.Contains(out, "the DR site is active") {
 		t.Errorf("sync after failover was not refused:\n%s", tail(out))
