@@ -203,19 +203,29 @@ func (a *apiHandler) launchHandler(w http.ResponseWriter, r *http.Request) {
 
 // job serves GET /api/v1/jobs/{id}.
 func (a *apiHandler) job(w http.ResponseWriter, r *http.Request) {
-	if !a.auth.check(w, r) {
-		return
-	}
-	id, err := strconv.ParseUint(chi.URLParam(r, "id"), 10, 64)
-	if err != nil {
-		http.Error(w, "bad job id", http.StatusBadRequest)
-		return
-	}
-	j, err := a.in.GetJob(id)
-	if err != nil || j == nil {
-		http.Error(w, "no such job", http.StatusNotFound)
+	j, ok := a.requestedJob(w, r)
+	if !ok {
 		return
 	}
 	j.Artifacts = nil
 	writeJSON(w, j)
+}
+
+// requestedJob authorizes the request and returns the job its {id} names,
+// or answers the error itself (401/403, 400, 404) and returns false.
+func (a *apiHandler) requestedJob(w http.ResponseWriter, r *http.Request) (*inbox.Job, bool) {
+	if !a.auth.check(w, r) {
+		return nil, false
+	}
+	id, err := strconv.ParseUint(chi.URLParam(r, "id"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad job id", http.StatusBadRequest)
+		return nil, false
+	}
+	j, err := a.in.GetJob(id)
+	if err != nil || j == nil {
+		http.Error(w, "no such job", http.StatusNotFound)
+		return nil, false
+	}
+	return j, true
 }

@@ -15,11 +15,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/drstate"
@@ -138,17 +136,8 @@ func (a *apiHandler) login(w http.ResponseWriter, r *http.Request) {
 // jobLog serves GET /api/v1/jobs/{id}/log: a local job's log, when it is
 // inside the job log directory.
 func (a *apiHandler) jobLog(w http.ResponseWriter, r *http.Request) {
-	if !a.auth.check(w, r) {
-		return
-	}
-	id, err := strconv.ParseUint(chi.URLParam(r, "id"), 10, 64)
-	if err != nil {
-		http.Error(w, "bad job id", http.StatusBadRequest)
-		return
-	}
-	j, err := a.in.GetJob(id)
-	if err != nil || j == nil {
-		http.Error(w, "no such job", http.StatusNotFound)
+	j, ok := a.requestedJob(w, r)
+	if !ok {
 		return
 	}
 	if j.LogPath == "" {
