@@ -6,6 +6,7 @@ package consistency
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,9 +29,10 @@ import (
 const periodicPlaybook = "playbooks/scheduled/execute_periodic_sync.yml"
 
 // BenchmarkRecoveryPoints: 10 running VMs with 2 disks each, guests
-// writing. api-floor freezes each VM through the lab's kube-apiserver,
-// reflink-clones its two disk directories and thaws it, from Go, with
-// nothing in between: the least any design can freeze for. capture-reflink
+// writing. api-floor freezes the 10 VMs through the lab's kube-apiserver
+// (one batch, as the shipped sync freezes them), reflink-clones their 20
+// disk directories and thaws them, from Go, with nothing in between: the
+// least any design can freeze them for. capture-reflink
 // runs the shipped periodic sync (freeze, capture, thaw, sync from the
 // capture, keep points); capture-none the same sync copying live. Freeze
 // durations come from the simulated KubeVirt's freeze log (frozen to thawed).
@@ -52,9 +55,7 @@ func BenchmarkRecoveryPoints(b *testing.B) {
 		for n := 0; n < b.N; n++ {
 			before := e.freezeCounts(names)
 			for r := 0; r < rounds; r++ {
-				for _, vm := range names {
-					e.floorFreeze(b, vm, disks)
-				}
+				e.floorBatch(b, names, disks)
 			}
 			reportFreezes(b, e.freezesSince(names, before))
 		}
@@ -81,10 +82,11 @@ func BenchmarkRecoveryPoints(b *testing.B) {
 	})
 }
 
-// floorFreeze freezes vm through the API server, clones its disks' PV
-// directories with cp --reflink=always into a reserved scratch directory on
-// the same filesystem and thaws it.
-func (e *env) floorFreeze(b *testing.B, vm string, disks int) {
+// floorBatch freezes the VMs through the API server (all at once, as one
+// freeze batch of the shipped sync), reflink-clones their disks' PV
+// directories with cp, eight at a time, into a reserved scratch directory on
+// the same filesystem, and thaws them.
+func (e *env) floorBatch(b *testing.B, vms []string, disks int) {
 	b.Helper()
 	cfg, err := e.l.Primary.RESTConfig()
 	if err != nil {
@@ -94,20 +96,19 @@ func (e *env) floorFreeze(b *testing.B, vm string, disks int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	base := strings.TrimSuffix(cfg.Host, "/") + "/apis/subresources.kubevirt.io/v1/namespaces/" + ns + "/virtualmachineinstances/" + vm
-	put(b, hc, base+"/freeze", `{"unfreezeTimeout":"1m0s"}`)
-	scratch := filepath.Join(e.l.Primary.ExportRoot, ".ocpdr-bench-floor", vm)
-	var cloneErr error
-	for i := 1; i <= disks && cloneErr == nil; i++ {
-		dst := filepath.Join(scratch, fmt.Sprint(i))
-		if cloneErr = os.MkdirAll(dst, 0o755); cloneErr == nil {
-			out, err := exec.Command("cp", "-a", "--reflink=always", filepath.Join(e.l.Primary.ExportRoot, ns+"-"+diskName(vm, i))+"/.", dst+"/").CombinedOutput()
-			if err != nil {
-				cloneErr = fmt.Errorf("cp: %w: %s", err, out)
-			}
+	base := strings.TrimSuffix(cfg.Host, "/") + "/apis/subresources.kubevirt.io/v1/namespaces/" + e.ns + "/virtualmachineinstances/"
+	all := func(verb, body string) {
+		if err := parallel(len(vms), len(vms), func(i int) error { return put(hc, base+vms[i]+"/"+verb, body) }); err != nil {
+			b.Fatal(err)
 		}
 	}
-	put(b, hc, base+"/unfreeze", `{}`)
+	scratch := filepath.Join(e.l.Primary.ExportRoot, ".ocpdr-bench-floor")
+	all("freeze", `{"unfreezeTimeout":"1m0s"}`)
+	cloneErr := parallel(len(vms)*disks, 8, func(k int) error {
+		vm, i := vms[k/disks], k%disks+1
+		return cloneDir(filepath.Join(e.l.Primary.ExportRoot, e.ns+"-"+diskName(vm, i)), filepath.Join(scratch, vm, fmt.Sprint(i)))
+	})
+	all("unfreeze", `{}`)
 	if cloneErr != nil {
 		b.Fatal(cloneErr)
 	}
@@ -116,28 +117,54 @@ func (e *env) floorFreeze(b *testing.B, vm string, disks int) {
 	}
 }
 
-func put(b *testing.B, hc *http.Client, url, body string) {
-	b.Helper()
+// parallel runs fn(0..n-1), at most limit at once, and returns the first error.
+func parallel(n, limit int, fn func(int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func cloneDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "-a", "--reflink=always", src+"/.", dst+"/").CombinedOutput(); err != nil {
+		return fmt.Errorf("cp %s: %w: %s", src, err, out)
+	}
+	return nil
+}
+
+func put(hc *http.Client, url, body string) error {
 	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		b.Fatal(err)
+		return fmt.Errorf("PUT %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("PUT %s: %s", url, resp.Status)
+		return fmt.Errorf("PUT %s: %s", url, resp.Status)
 	}
+	return nil
 }
 
 // freezeCounts is how many completed freezes each VM's log holds now.
 func (e *env) freezeCounts(vms []string) map[string]int {
 	out := map[string]int{}
 	for _, vm := range vms {
-		out[vm] = len(e.api.Server.FreezeLog(ns, vm).Durations)
+		out[vm] = len(e.api.Server.FreezeLog(e.ns, vm).Durations)
 	}
 	return out
 }
@@ -147,7 +174,7 @@ func (e *env) freezeCounts(vms []string) map[string]int {
 func (e *env) freezesSince(vms []string, before map[string]int) []time.Duration {
 	var out []time.Duration
 	for _, vm := range vms {
-		for _, d := range e.api.Server.FreezeLog(ns, vm).Durations[before[vm]:] {
+		for _, d := range e.api.Server.FreezeLog(e.ns, vm).Durations[before[vm]:] {
 			out = append(out, d.Duration)
 		}
 	}
@@ -182,7 +209,7 @@ func BenchmarkPointSpace(b *testing.B) {
 	e := start(b)
 	const size, pts, block = 1 << 30, 24, 4 << 10
 	e.disk(b, "space")
-	dir := filepath.Join(e.l.Primary.ExportRoot, ns+"-space")
+	dir := filepath.Join(e.l.Primary.ExportRoot, e.ns+"-space")
 	img := filepath.Join(dir, "disk.img")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
@@ -197,7 +224,7 @@ func BenchmarkPointSpace(b *testing.B) {
 		var st syscall.Stat_t
 		for n := 0; n < b.N; n++ {
 			e.sync(b, pv.Object)
-			if err := syscall.Stat(filepath.Join(e.l.DR.ExportRoot, ns+"-space", "disk.img"), &st); err != nil {
+			if err := syscall.Stat(filepath.Join(e.l.DR.ExportRoot, e.ns+"-space", "disk.img"), &st); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -210,11 +237,11 @@ func BenchmarkPointSpace(b *testing.B) {
 				rewrite(b, img, size, size/100, block, rng)
 				e.sync(b, pv.Object)
 			}
-			if got := len(e.points(b, ns+"-space")); got < pts {
+			if got := len(e.points(b, e.ns+"-space")); got < pts {
 				b.Fatalf("%d points kept at DR, want %d", got, pts)
 			}
 			var st syscall.Stat_t
-			if err := syscall.Stat(filepath.Join(e.l.DR.ExportRoot, ns+"-space", "disk.img"), &st); err != nil {
+			if err := syscall.Stat(filepath.Join(e.l.DR.ExportRoot, e.ns+"-space", "disk.img"), &st); err != nil {
 				b.Fatal(err)
 			}
 			added := float64(usedBytes(b, e.l.DR.ExportRoot)) - float64(used0)

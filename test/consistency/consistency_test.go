@@ -39,11 +39,18 @@ type env struct {
 	l   *lab.Lab
 	p   dynamic.Interface
 	api *sim.GuestAPI
+	ns  string // the namespace of the env's VMs, PVCs and PV directories (<ns>-<disk>)
 }
 
 // start runs the guest API and the simulated KubeVirt (with writers) for
 // the test's duration.
 func start(t testing.TB) *env {
+	t.Helper()
+	return startIn(t, ns)
+}
+
+// startIn is start with the VMs in namespace namespace.
+func startIn(t testing.TB, namespace string) *env {
 	t.Helper()
 	l := lab.Get(t)
 	if !l.Primary.Reflink || !l.DR.Reflink {
@@ -74,11 +81,11 @@ func start(t testing.TB) *env {
 			t.Errorf("close guest API: %v", err)
 		}
 	})
-	nsObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
+	nsObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": namespace}}}
 	if _, err := p.Resource(sim.GVRNamespace).Create(t.Context(), nsObj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	return &env{l: l, p: p, api: api}
+	return &env{l: l, p: p, api: api, ns: namespace}
 }
 
 func object(apiVersion, kind, namespace, name string, spec map[string]any) *unstructured.Unstructured {
@@ -108,7 +115,7 @@ func (e *env) vmDisks(t testing.TB, name string, n int, ann map[string]string) [
 		e.disk(t, disk)
 		vols = append(vols, map[string]any{"name": fmt.Sprintf("disk%d", i), "persistentVolumeClaim": map[string]any{"claimName": disk + "-disk"}})
 	}
-	vm := object("kubevirt.io/v1", "VirtualMachine", ns, name, map[string]any{
+	vm := object("kubevirt.io/v1", "VirtualMachine", e.ns, name, map[string]any{
 		"runStrategy": "Always",
 		"template":    map[string]any{"spec": map[string]any{"volumes": vols}},
 	})
@@ -117,13 +124,13 @@ func (e *env) vmDisks(t testing.TB, name string, n int, ann map[string]string) [
 		a[k] = v
 	}
 	vm.SetAnnotations(a)
-	if _, err := e.p.Resource(sim.GVRVM).Namespace(ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+	if _, err := e.p.Resource(sim.GVRVM).Namespace(e.ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create VirtualMachine %s: %v", name, err)
 	}
 	var pvs []map[string]any
 	for i := 1; i <= n; i++ {
 		disk := diskName(name, i)
-		e.boundAndWriting(t, name, filepath.Join(e.l.Primary.ExportRoot, ns+"-"+disk, sim.DiskImage))
+		e.boundAndWriting(t, name, filepath.Join(e.l.Primary.ExportRoot, e.ns+"-"+disk, sim.DiskImage))
 		pv, err := e.p.Resource(sim.GVRPV).Get(ctx, disk+"-pv", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +152,7 @@ func diskName(vm string, i int) string {
 func (e *env) disk(t testing.TB, disk string) {
 	t.Helper()
 	ctx := t.Context()
-	dir := filepath.Join(e.l.Primary.ExportRoot, ns+"-"+disk)
+	dir := filepath.Join(e.l.Primary.ExportRoot, e.ns+"-"+disk)
 	create := func(res dynamic.ResourceInterface, o *unstructured.Unstructured) {
 		t.Helper()
 		if _, err := res.Create(ctx, o, metav1.CreateOptions{}); err != nil {
@@ -155,9 +162,9 @@ func (e *env) disk(t testing.TB, disk string) {
 	create(e.p.Resource(sim.GVRPV), object("v1", "PersistentVolume", "", disk+"-pv", map[string]any{
 		"capacity": map[string]any{"storage": "1Gi"}, "accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic",
 		"nfs":      map[string]any{"server": e.l.Primary.NFSHost, "path": dir},
-		"claimRef": map[string]any{"namespace": ns, "name": disk + "-disk"},
+		"claimRef": map[string]any{"namespace": e.ns, "name": disk + "-disk"},
 	}))
-	create(e.p.Resource(sim.GVRPVC).Namespace(ns), object("v1", "PersistentVolumeClaim", ns, disk+"-disk", map[string]any{
+	create(e.p.Resource(sim.GVRPVC).Namespace(e.ns), object("v1", "PersistentVolumeClaim", e.ns, disk+"-disk", map[string]any{
 		"accessModes": []any{"ReadWriteMany"}, "storageClassName": "nfs-dynamic", "volumeName": disk + "-pv",
 		"resources": map[string]any{"requests": map[string]any{"storage": "1Gi"}},
 	}))

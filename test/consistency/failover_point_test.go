@@ -83,7 +83,7 @@ func (e *env) drSite(t *testing.T) dynamic.Interface {
 		_ = os.Remove(filepath.Join(e.l.DR.ExportRoot, ".ocpdr-dr-active"))
 		_ = d.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace("openshift-adp").Delete(context.Background(), "ocpdr-dr-active", metav1.DeleteOptions{})
 	})
-	if err := sim.WriteBackup(t.Context(), e.p, s3, e.l.S3Bucket, sim.BackupOptions{Name: "points-nightly", Namespaces: []string{ns}}); err != nil {
+	if err := sim.WriteBackup(t.Context(), e.p, s3, e.l.S3Bucket, sim.BackupOptions{Name: "points-nightly", Namespaces: []string{e.ns}}); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -95,9 +95,11 @@ func (e *env) drSite(t *testing.T) dynamic.Interface {
 // image, the guest's checker finds that point's commit in it, and the report
 // gives the point's time and consistency for the PV and the VM.
 func TestFailoverAtChosenTimeUsesThatPoint(t *testing.T) {
-	e := start(t)
+	// Its own namespace: the failover restores every PV of the backed-up
+	// namespace, and other tests leave PVs without points in theirs.
+	e := startIn(t, "points-pit")
 	pv := e.vm(t, "pit", nil)
-	rel := ns + "-pit"
+	rel := e.ns + "-pit"
 	for i := 0; i < 3; i++ {
 		if i > 0 {
 			time.Sleep(1500 * time.Millisecond) // distinct point times, whole seconds apart
@@ -125,7 +127,7 @@ func TestFailoverAtChosenTimeUsesThatPoint(t *testing.T) {
 
 	d := e.drSite(t)
 	reports := t.TempDir()
-	vars := map[string]any{"backup_name": "points-nightly", "dr_failover_namespaces": []string{ns}, "dr_failover_report_dir": reports,
+	vars := map[string]any{"backup_name": "points-nightly", "dr_failover_namespaces": []string{e.ns}, "dr_failover_report_dir": reports,
 		"dr_failover_vm_timeout": 120, "dr_failover_final_sync": false, "dr_recovery_point": at}
 	if out, err := e.l.Playbook(t.Context(), failoverPlaybook, vars); err != nil {
 		t.Fatalf("failover at %s: %v\n%s", at, err, lastLines(out, 120))
@@ -144,7 +146,7 @@ func TestFailoverAtChosenTimeUsesThatPoint(t *testing.T) {
 	}
 	r := readFailoverReport(t, reports)
 	assertReportNamesPoint(t, r, pv, want)
-	vm, err := d.Resource(sim.GVRVM).Namespace(ns).Get(t.Context(), "pit", metav1.GetOptions{})
+	vm, err := d.Resource(sim.GVRVM).Namespace(e.ns).Get(t.Context(), "pit", metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the VM was not restored at DR: %v", err)
 	}

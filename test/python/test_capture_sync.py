@@ -214,8 +214,11 @@ def test_capture_timeout_stops_a_slow_capture(noreflink, params, sync_mod, h):
     start = time.time()
     caps = capture(sync_mod, p, pvs)
     assert time.time() - start < 4
-    assert caps[0]["status"] == "failed" and "timed out" in caps[0]["reason"], caps
-    assert caps[1]["status"] == "failed" and "capture_timeout" in caps[1]["reason"], caps
+    # The captures of a batch run at once: each is cut at the shared deadline
+    # (one sequential capture would instead find the budget used up).
+    for c in caps:
+        assert c["status"] == "failed" and ("timed out" in c["reason"] or "capture_timeout" in c["reason"]), caps
+    assert [c["path"] for c in caps] == [None, None]
 
 
 def test_capture_check_mode_and_refusals_write_nothing(noreflink, params, sync_mod, h):

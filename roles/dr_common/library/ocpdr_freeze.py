@@ -76,6 +76,14 @@ options:
     description: Seconds for each API request.
     type: int
     default: 30
+  capture:
+    description:
+      - State frozen - capture the PV directories on the primary NFS host between the freeze and the thaw, in this
+        one call, then thaw (always, also when the capture fails). Keys - C(host), C(port), C(user), C(key),
+        C(common_args), C(extra_args) (the primary NFS host as Ansible reaches it), C(become) (sudo -n), C(python),
+        C(entries) (ocpdr_sync mode=map results) and C(options) (C(root), C(method), C(command), C(lock_timeout),
+        C(timeout)). The capture runs module_utils/ocpdr_points.py's capture_entries over SSH.
+    type: dict
 requirements: [python3-kubernetes (kubernetes Python client)]
 author: ocpv-dr
 """
@@ -138,6 +146,14 @@ frozen_at:
   description: Epoch seconds just before the first freeze request.
   returned: state frozen
   type: float
+captures:
+  description: State frozen with capture - the capture records (as ocpdr_sync mode=capture returns them).
+  returned: with capture
+  type: list
+capture_failed:
+  description: True when the capture could not run or answer (then captures is empty); capture_msg says why.
+  returned: with capture
+  type: bool
 frozen_count:
   description: VMs frozen.
   returned: state frozen
@@ -160,8 +176,11 @@ thawed_at:
   type: float
 """
 
+import base64
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 import traceback
@@ -171,9 +190,11 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from ansible.module_utils import ocpdr_freezeplan as fp
+    from ansible.module_utils import ocpdr_points as rp
 except ImportError:  # imported by path (pytest): the role's module_utils beside library/
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
     import ocpdr_freezeplan as fp
+    import ocpdr_points as rp
 
 try:
     from kubernetes import config as kube_config
@@ -385,7 +406,80 @@ def run_frozen(module, api):
                 r["namespace"], r["name"], "ok" if r["thawed"] else r["error"]) for r in recs) or "none"))
     result.update(vms=vms, volumes=vols, consistency=dict((n, v["consistency"]) for n, v in vols.items()),
                   frozen_at=frozen_at, frozen_count=len([v for v in vms if v["frozen"]]))
+    if prm["capture"]:
+        result.update(capture_and_thaw(api, capture_spec(prm["capture"]), vms))
     module.exit_json(changed=result["frozen_count"] > 0, **result)
+
+
+def capture_spec(c):
+    """The capture parameter with its types made sure (Jinja renders nested
+    values as strings); ValueError names a bad one."""
+    o = dict(c.get("options") or {})
+    try:
+        o["timeout"] = int(o.get("timeout") or 0)
+        o["lock_timeout"] = int(o.get("lock_timeout") or 600)
+    except (TypeError, ValueError):
+        raise ValueError("capture.options timeout and lock_timeout must be whole seconds")
+    if not o.get("root") or o.get("method") not in ("reflink", "command", "none"):
+        raise ValueError("capture.options needs root and a method (reflink, command, none)")
+    if not isinstance(o.get("command") or [], list):
+        raise ValueError("capture.options.command must be a list (an argv)")
+    if not c.get("host"):
+        raise ValueError("capture.host is required")
+    out = dict(c, options=o, entries=list(c.get("entries") or []))
+    out["become"] = str(c.get("become")).lower() in ("true", "1", "yes")
+    return out
+
+
+def capture_argv(c):
+    """ssh to the primary NFS host (as Ansible reaches it) running the capture
+    program of module_utils/ocpdr_points.py with the host's Python."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(c.get("port") or 22)]
+    if c.get("key"):
+        argv += ["-i", c["key"]]
+    argv += shlex.split(c.get("common_args") or "") + shlex.split(c.get("extra_args") or "")
+    argv.append(("%s@" % c["user"] if c.get("user") else "") + c["host"])
+    code = "import base64;exec(base64.b64decode('%s'))" % base64.b64encode(rp.capture_program().encode()).decode()
+    remote = "%s -c %s" % (shlex.quote(c.get("python") or "/usr/bin/python3"), shlex.quote(code))
+    return argv + [("sudo -n " if c.get("become") else "") + remote]
+
+
+def run_capture(c):
+    """(records, error): the capture of c["entries"] on the primary NFS host,
+    bounded by c["options"]["timeout"] (the freeze budget's share) plus a margin."""
+    limit = c["options"].get("timeout") or 0
+    payload = json.dumps({"entries": c.get("entries") or [], "options": c["options"]}).encode()
+    try:
+        proc = subprocess.run(capture_argv(c), input=payload, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=(limit + 3) if limit > 0 else 600)
+    except subprocess.TimeoutExpired:
+        return [], "capture timed out after %ss (freeze budget)" % limit
+    except OSError as e:
+        return [], "capture: cannot run ssh: %s" % e
+    if proc.returncode != 0:
+        return [], "capture on the primary NFS host failed: %s" % proc.stderr.decode(errors="replace").strip()[-500:]
+    try:
+        return json.loads(proc.stdout.decode()), ""
+    except ValueError:
+        return [], "capture on the primary NFS host answered no records: %s" % proc.stdout.decode(errors="replace")[-300:]
+
+
+def capture_and_thaw(api, c, vms):
+    """Capture while frozen, then thaw every VM this call may have frozen -
+    also when the capture fails. One call keeps the guests frozen only for
+    the clone (docs/recovery-points.md): no task boundary in between."""
+    started = time.time()
+    try:
+        caps, err = run_capture(c)
+    finally:
+        thawed = pool_map(lambda v: thaw_one(api, v), fp.thaw_targets(vms))
+        thawed_at = time.time()
+        ok = set((r["namespace"], r["name"]) for r in thawed if r["thawed"])
+        for v in vms:
+            if (v["namespace"], v["name"]) in ok:
+                v["thaw_needed"] = False
+    return dict(captures=caps, capture_failed=bool(err), capture_msg=err, capture_timed_out="timed out" in err,
+                capture_seconds=round(thawed_at - started, 3), thawed=thawed, thawed_at=thawed_at)
 
 
 def run_thawed(module, api):
@@ -417,6 +511,7 @@ def main():
             unfreeze_timeout=dict(type="int", default=60),
             max_frozen=dict(type="int", default=10),
             request_timeout=dict(type="int", default=30),
+            capture=dict(type="dict"),
         ),
         supports_check_mode=True,
     )
@@ -428,6 +523,11 @@ def main():
     if prm["state"] == "thawed":
         try:
             fp.check_vms(prm["vms"])
+        except ValueError as e:
+            module.fail_json(msg=str(e))
+    if prm["capture"]:
+        try:
+            capture_spec(prm["capture"])
         except ValueError as e:
             module.fail_json(msg=str(e))
     try:

@@ -29,7 +29,8 @@ options:
         needed); C(point), C(points) and C(points_prune) on the DR NFS server.
     type: str
     required: true
-    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic, rewrite, capture, capture_release, point, points, points_prune]
+    choices: [map, sync, archive, snapshot_put, snapshot_delete, periodic, rewrite, capture, capture_release, point, points, points_prune,
+              snapshot_import, drill_prepare, drill_teardown]
   pvs:
     description: PersistentVolume objects.
     type: list
@@ -39,6 +40,25 @@ options:
     description: VolumeSnapshot objects (snapshot_put, snapshot_delete, periodic).
     type: list
     elements: dict
+    default: []
+  snapshot_contents:
+    description:
+      - VolumeSnapshotContent objects bound to the snapshots (snapshot_put, periodic). For a ready csi-driver-nfs
+        content (driver nfs.csi.k8s.io, handle server#share#snapName#snapName#volume) the archive
+        C(<share>/<snapName>/<volume>.tar.gz) (or C(.tar)) is pulled from the primary to the same place below the DR
+        export root, unless DR has it with the same size and sha256, and recorded in the metadata document
+        (C(archive) - status, path, sha256, size, handle, dr_handle). snapshot_delete moves it to
+        C(archived-<snapName>-<stamp>). See docs/recovery-points.md, VolumeSnapshot archives.
+    type: list
+    elements: dict
+    default: []
+  namespaces:
+    description:
+      - In snapshot_import mode, the namespaces whose replicated snapshot archives are returned as pre-provisioned
+        VolumeSnapshotContents (source.snapshotHandle on dr_server, deletionPolicy Retain) and VolumeSnapshots
+        (C(objects)), for the caller to apply at DR.
+    type: list
+    elements: str
     default: []
   primary_server:
     description: The primary NFS server address exactly as PVs name it.
@@ -207,13 +227,25 @@ options:
     description: In periodic mode, remove even more than max_delete_fraction in this run.
     type: bool
     default: false
+  drill_id:
+    description:
+      - In modes drill_prepare and drill_teardown, the drill's identifier (lower case letters, digits and C(-),
+        at most 20 characters); the drill's directories are C(<dr_export_root>/.ocpdr-drills/<drill_id>/<rel>).
+    type: str
+  namespace_map:
+    description:
+      - In mode drill_prepare, drill namespace by source namespace; a namespace not in it maps to C(<ns>-drill).
+    type: dict
+    default: {}
   pvcs:
     description: In rewrite mode, PersistentVolumeClaims from a backup to clean for the DR cluster.
     type: list
     elements: dict
     default: []
   dr_server:
-    description: In rewrite mode, the DR NFS server address PVs must name.
+    description:
+      - In rewrite mode, the DR NFS server address PVs must name; in snapshot_import mode (required) and snapshot_put,
+        the server the rewritten snapshot handles name.
     type: str
 author: ocpv-dr
 """
@@ -270,13 +302,29 @@ points_kept:
       it does not make the task changed (changed reports data moved, archives and removals).
   returned: in modes sync, periodic and point
   type: int
+drill:
+  description:
+    - drill_prepare - one entry per PV with name, rel, status (prepared, failed, skipped), reason, point_time,
+      point_consistency, point_path, rpo_seconds (age of the point), drill_path, drill_pv, namespace, claim.
+    - drill_teardown - path and removed (bool).
+  returned: in modes drill_prepare and drill_teardown
+  type: list
+snapshots:
+  description:
+    - One entry per VolumeSnapshot with namespace, name, status (recorded, pending, failed, removed, absent; in
+      snapshot_import importable, skipped, failed), reason, path; archive_status (copied, present, pending, failed,
+      none) and archive_path for its csi-driver-nfs archive; in snapshot_delete archive_path (where it was archived).
+  returned: in modes snapshot_put, snapshot_delete, periodic and snapshot_import
+  type: list
+objects:
+  description: The VolumeSnapshotContents and VolumeSnapshots to create at DR.
+  returned: in mode snapshot_import
+  type: list
 """
 
 import base64
 import contextlib
 import datetime
-import errno
-import fcntl
 import json
 import os
 import re
@@ -296,12 +344,18 @@ except ImportError:  # imported by path (pytest): the role's module_utils beside
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
     import ocpdr_points as rp
 
+try:
+    from ansible.module_utils import ocpdr_snapshots as sn
+except ImportError:  # imported by path (pytest), as above
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
+    import ocpdr_snapshots as sn
+
 # Test seam: p["local_transport"] (not a module option; set only by tests that
 # call these functions directly) makes the "other host" this host - probes run
 # here, rsync gets local paths, no SSH. Everything else is the production code.
 
 MARKER = ".ocpdr-dr-active"
-LOCK_DIR = ".ocpdr-locks"
+LOCK_DIR = rp.LOCK_DIR
 ARCHIVE_PREFIX = "archived-"
 HIDDEN_PREFIX = ".ocpdr"
 # Anything a shell would interpret, plus control characters.
@@ -503,37 +557,9 @@ def local_stats(path):
     return rp.tree_stats(path)
 
 
-def lock_path(dr_root, rel):
-    return os.path.join(dr_root, LOCK_DIR, rel.replace("/", "%") + ".lock")
-
-
-class Lock(object):
-    """flock on a per-directory lock file inside the DR export root (or, for
-    captures, shared by readers, inside <primary root>/.ocpdr-captures)."""
-
-    def __init__(self, dr_root, rel, timeout, shared=False):
-        os.makedirs(os.path.join(dr_root, LOCK_DIR), exist_ok=True)
-        self.path = lock_path(dr_root, rel)
-        self.timeout = timeout
-        self.fd = None
-        self.how = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-
-    def __enter__(self):
-        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        deadline = time.time() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, self.how | fcntl.LOCK_NB)
-                return self
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
-                    os.close(self.fd)
-                    raise RuntimeError("directory is locked by another sync (waited %ss)" % self.timeout)
-                time.sleep(0.2)
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+# One lock implementation for both hosts (module_utils/ocpdr_points.py).
+lock_path = rp.lock_path
+Lock = rp.Lock
 
 
 STAT_FILES = re.compile(r"Number of regular files transferred: ([\d,]+)")
@@ -893,52 +919,15 @@ def archive_dir(p, entry, check_mode):
 
 # ---------------------------------------------------------------- captures (primary NFS host)
 
-def live_dir(p, entry):
-    """The live PV directory on this (primary) host, or Refused."""
-    src = entry["primary_path"]
-    if not os.path.isdir(src):
-        raise Refused("primary directory %s is missing" % src)
-    real, root = os.path.realpath(src), os.path.realpath(p["primary_export_root"])
-    if not real.startswith(root + "/"):
-        raise Refused("primary path resolves outside the export root (symlink): %s" % real)
-    if any(reserved_name(x) for x in os.path.relpath(real, root).split("/")):
-        raise Refused("primary path resolves into a name reserved for DR (symlink): %s" % real)
-    return src
-
-
-def capture_entry(p, entry, deadline, check_mode):
-    """The capture record of one mapped (or refused) entry."""
-    rec = {"name": entry["name"], "rel": entry.get("rel"), "path": None, "time": None, "method": p["capture_method"],
-           "status": "refused", "reason": entry.get("reason", ""), "duration": 0}
-    if entry["status"] != "mapped":
-        return rec
-    try:
-        src = live_dir(p, entry)
-    except Refused as r:
-        rec["reason"] = str(r)
-        return rec
-    if p["capture_method"] == "none" or check_mode:
-        why = "check mode: nothing captured" if check_mode else "capture_method none"
-        rec.update(status="skipped", reason=why + ": the sync copies the live directory (inconsistent)")
-        return rec
-    left = None if deadline is None else deadline - time.time()
-    if left is not None and left <= 0:
-        rec.update(status="failed", reason="capture_timeout (%ss) used up before this PV: not captured" % p["capture_timeout"])
-        return rec
-    try:
-        caps = rp.top_dir(p["primary_export_root"], rp.CAPTURES_DIR)
-        with Lock(caps, entry["rel"], p["lock_timeout"] if left is None else left, shared=True):
-            return rp.capture(src, p["primary_export_root"], entry["rel"], entry["name"], p["capture_method"],
-                              p["capture_command"], left)
-    except (ValueError, RuntimeError, OSError) as e:
-        rec.update(status="failed", reason=str(e))
-        return rec
+def capture_options(p):
+    return {"root": p["primary_export_root"], "method": p["capture_method"], "command": p["capture_command"],
+            "lock_timeout": p["lock_timeout"], "timeout": p["capture_timeout"]}
 
 
 def capture_all(p, entries, check_mode):
-    """mode capture: one capture per PV, in sequence (each clone takes milliseconds)."""
-    deadline = time.time() + p["capture_timeout"] if p["capture_timeout"] > 0 else None
-    return [capture_entry(p, e, deadline, check_mode) for e in entries]
+    """mode capture: one capture per PV (module_utils/ocpdr_points.py, the same
+    code ocpdr_freeze runs over SSH when it captures between freeze and thaw)."""
+    return rp.capture_entries(entries, capture_options(p), check_mode)
 
 
 def release_one(p, rel, check_mode):
@@ -1152,30 +1141,204 @@ def write_atomic(path, data):
     return True
 
 
+# ---------------------------------------------------------------- VolumeSnapshot archives (csi-driver-nfs)
+
+class ArchiveMissing(Exception):
+    pass
+
+
+def previous_archive(path):
+    """The archive record of the metadata document already at DR ({} if none)."""
+    try:
+        with open(path) as f:
+            return (json.load(f) or {}).get("archive") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def check_dr_dir(p, where):
+    real_root = os.path.realpath(p["dr_export_root"])
+    if not os.path.realpath(where["dr_dir"]).startswith(real_root + "/"):
+        raise sn.BadHandle("DR snapshot directory %s resolves outside the DR export root" % where["dr_dir"])
+
+
+def archive_probe(p, files, want_hash):
+    """Stat (and with want_hash, sha256) the first existing archive on the primary."""
+    return run_probe(p, files, remote=not p.get("local_transport"), script=sn.PROBE, extra={"hash": want_hash})
+
+
+def archive_rsync_argv(p, src, dst):
+    """Pull one archive from the primary (argv, never a shell). --ignore-times:
+    it is only called when DR lacks the file or has a different one."""
+    argv = ["rsync", "-a", "--ignore-times", "--protect-args"]
+    if p["bwlimit"]:
+        argv.append("--bwlimit=%d" % p["bwlimit"])
+    if p.get("local_transport"):
+        return argv + [src, dst]
+    host = "%s@%s" % (p["ssh_user"], p.get("ssh_host") or p["primary_server"])
+    return argv + ["-e", " ".join(ssh_argv(p)), "%s:%s" % (host, src), dst]
+
+
+def copy_archive(p, info, dst, check_mode):
+    """Copy the archive into place at DR unless DR has it with the same size
+    and sha256 (archives never change once written). True when copied."""
+    if os.path.isfile(dst) and not os.path.islink(dst) and os.path.getsize(dst) == info["size"] \
+            and sn.sha256_file(dst) == info["sha256"]:
+        return False
+    if check_mode:
+        return True
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    # rsync writes a temporary file beside dst and renames it: no half archive at DR.
+    proc = run_rsync(archive_rsync_argv(p, info["path"], dst))
+    if proc.returncode != 0:
+        raise RuntimeError("rsync of the archive %s exit %d: %s" % (info["path"], proc.returncode, proc.stderr.decode(errors="replace").strip()[-500:]))
+    got = sn.sha256_file(dst)
+    if got != info["sha256"]:
+        raise RuntimeError("archive %s at DR has sha256 %s, the primary's is %s" % (dst, got, info["sha256"]))
+    return True
+
+
+def bound_handle(vs, vsc):
+    """The content's csi-driver-nfs handle; None when the content is of another
+    driver; "" while it is not ready. The content must point back at vs."""
+    md, ref = vs.get("metadata") or {}, (vsc.get("spec") or {}).get("volumeSnapshotRef") or {}
+    if (ref.get("namespace"), ref.get("name")) != (md.get("namespace"), md.get("name")):
+        raise sn.BadHandle("VolumeSnapshotContent %s is bound to %s/%s, not to this VolumeSnapshot"
+                           % ((vsc.get("metadata") or {}).get("name"), ref.get("namespace"), ref.get("name")))
+    handle, why = sn.content_handle(vsc)
+    if handle:
+        return handle
+    return "" if why == "pending" else None
+
+
+def locate_archive(p, where, prev, handle):
+    """Probe the primary for the archive; hash it unless the DR record of the
+    same handle is trusted (no checksum option): immutable archives are
+    re-hashed only when something differs."""
+    trust = prev.get("status") == "replicated" and prev.get("handle") == handle and not p["checksum"]
+    info = archive_probe(p, where["candidates"], want_hash=not trust)
+    if not info.get("exists"):
+        raise ArchiveMissing("snapshot archive missing on the primary NFS server (looked for %s)" % ", ".join(where["candidates"]))
+    if not info.get("regular") or info.get("real") != info.get("path"):
+        raise sn.BadHandle("snapshot archive %s on the primary is not a regular file (symlink?)" % info.get("path"))
+    dst = where["dr_files"][info["path"]]
+    if trust and prev.get("path") == dst and prev.get("size") == info["size"] and os.path.isfile(dst) \
+            and not os.path.islink(dst) and os.path.getsize(dst) == info["size"]:
+        info["sha256"] = prev.get("sha256")
+        return info, dst, True
+    if "sha256" not in info:
+        info = archive_probe(p, [info["path"]], want_hash=True)
+    return info, dst, False
+
+
+def snapshot_archive(p, vs, vsc, doc_path, check_mode):
+    """(archive record for the metadata document or None, copied)."""
+    handle = bound_handle(vs, vsc)
+    if handle is None:
+        return None, False
+    if not handle:
+        return {"status": "pending"}, False
+    snap = sn.parse_handle(handle)
+    where = sn.archive_paths(snap, p["primary_server"], p["primary_export_root"], p["dr_export_root"])
+    check_dr_dir(p, where)
+    rec = {"status": "replicated", "handle": handle}
+    if p.get("dr_server"):
+        rec["dr_handle"] = sn.dr_handle(snap, p["dr_server"], where["dr_share"])
+    info, dst, present = locate_archive(p, where, previous_archive(doc_path), handle)
+    rec.update(primary_path=info["path"], path=dst, size=info["size"], sha256=info["sha256"])
+    if present:
+        return rec, False
+    lock = contextlib.ExitStack() if check_mode else Lock(p["dr_export_root"], where["rel_dir"], p["lock_timeout"])
+    with lock:
+        return rec, copy_archive(p, info, dst, check_mode)
+
+
+def put_archive(p, vs, vsc, doc_path, check_mode):
+    """snapshot_archive, with every failure a failed record (reported, never raised)."""
+    if vsc is None:
+        return None, False
+    try:
+        return snapshot_archive(p, vs, vsc, doc_path, check_mode)
+    except (sn.BadHandle, ArchiveMissing, RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+        handle = ((vsc.get("status") or {}).get("snapshotHandle") or "")[:sn.MAX_HANDLE]
+        return {"status": "failed", "reason": str(e), "handle": handle}, False
+
+
+def archive_result(r, arc, copied):
+    """Report the archive in a snapshot result."""
+    if arc is None:
+        r["archive_status"] = "none"
+        return
+    st = arc["status"]
+    r["archive_status"] = "copied" if copied else ("present" if st == "replicated" else st)
+    if arc.get("path"):
+        r["archive_path"] = arc["path"]
+    if st == "failed":
+        r.update(status="failed", reason="snapshot archive: %s" % arc["reason"])
+
+
+def content_map(contents):
+    return dict(((c.get("metadata") or {}).get("name"), c) for c in contents or [] if isinstance(c, dict))
+
+
+def put_one(p, vs, pv_by_claim, contents, check_mode):
+    """Record one ready VolumeSnapshot (and copy its archive): (result, changed)."""
+    md = vs.get("metadata") or {}
+    r = {"namespace": md.get("namespace"), "name": md.get("name")}
+    path = snapshot_path(p, vs)
+    doc = snapshot_doc(vs, pv_by_claim, p)
+    vsc = contents.get(doc.get("boundVolumeSnapshotContentName"))
+    if vsc is not None:
+        doc["snapshotHandle"] = (vsc.get("status") or {}).get("snapshotHandle") or doc.get("snapshotHandle")
+    arc, copied = put_archive(p, vs, vsc, path, check_mode)
+    if arc is not None:
+        doc["archive"] = arc
+    did = False if check_mode else write_atomic(path, json.dumps(doc, indent=2, sort_keys=True))
+    r.update(status="recorded", path=path, changed=did or copied)
+    archive_result(r, arc, copied)
+    return r, did or copied or check_mode
+
+
 def snapshots_put(p, snaps, pvs, check_mode):
     pv_by_claim = {}
     for pv in pvs:
         ref = (pv.get("spec") or {}).get("claimRef") or {}
         pv_by_claim[(ref.get("namespace"), ref.get("name"))] = pv
+    contents = content_map(p.get("snapshot_contents"))
     results, changed = [], False
     for vs in snaps:
         md = vs.get("metadata") or {}
         r = {"namespace": md.get("namespace"), "name": md.get("name")}
         try:
             if not (vs.get("status") or {}).get("readyToUse"):
-                r.update(status="skipped", reason="not readyToUse yet")
+                r.update(status="pending", archive_status="pending", reason="not readyToUse yet: recorded when it becomes ready")
             else:
-                path = snapshot_path(p, vs)
-                doc = json.dumps(snapshot_doc(vs, pv_by_claim, p), indent=2, sort_keys=True)
-                did = False if check_mode else write_atomic(path, doc)
-                changed = changed or did or check_mode
-                r.update(status="recorded", path=path, changed=did)
-        except Refused as e:
-            r.update(status="failed", reason=str(e))
-        except OSError as e:
+                r, did = put_one(p, vs, pv_by_claim, contents, check_mode)
+                changed = changed or did
+        except (Refused, OSError) as e:
             r.update(status="failed", reason=str(e))
         results.append(r)
     return results, changed
+
+
+def archive_snapshot_dir(p, doc_path, check_mode):
+    """Move a deleted snapshot's directory at DR aside, as PVs are archived
+    (archived-<snapName>-<UTC stamp> beside it): never a hard delete. The
+    directory is derived from the recorded handle, validated again."""
+    arc = previous_archive(doc_path)
+    if not arc.get("handle") or arc.get("status") == "failed":
+        return None
+    snap = sn.parse_handle(arc["handle"])
+    where = sn.archive_paths(snap, p["primary_server"], p["primary_export_root"], p["dr_export_root"])
+    d = where["dr_dir"]
+    if not os.path.isdir(d) or os.path.islink(d):
+        return None
+    check_dr_dir(p, where)
+    target = archive_target(d)
+    if not check_mode:
+        with Lock(p["dr_export_root"], where["rel_dir"], p["lock_timeout"]):
+            os.rename(d, target)
+    return target
 
 
 def snapshots_delete(p, snaps, check_mode):
@@ -1185,6 +1348,9 @@ def snapshots_delete(p, snaps, check_mode):
         r = {"namespace": md.get("namespace"), "name": md.get("name")}
         try:
             path = snapshot_path(p, vs)
+            target = archive_snapshot_dir(p, path, check_mode)
+            if target:
+                r["archive_path"], changed = target, True
             if os.path.exists(path):
                 if not check_mode:
                     os.remove(path)
@@ -1192,10 +1358,75 @@ def snapshots_delete(p, snaps, check_mode):
                 r.update(status="removed", path=path)
             else:
                 r.update(status="absent", path=path)
-        except (Refused, OSError) as e:
+        except (Refused, sn.BadHandle, OSError, RuntimeError) as e:
             r.update(status="failed", reason=str(e))
         results.append(r)
     return results, changed
+
+
+def snapshot_tops(p):
+    """Top-level DR directories holding snapshot archives (recorded or about
+    to be): never orphans of the periodic sync."""
+    handles = [(c.get("status") or {}).get("snapshotHandle") for c in p.get("snapshot_contents") or [] if isinstance(c, dict)]
+    meta = p.get("metadata_dir")
+    if meta and os.path.isdir(meta):
+        for ns in os.listdir(meta):
+            d = os.path.join(meta, ns)
+            for f in os.listdir(d) if os.path.isdir(d) else []:
+                handles.append(previous_archive(os.path.join(d, f)).get("handle") if f.endswith(".json") else None)
+    tops = set()
+    for h in handles:
+        try:
+            w = sn.archive_paths(sn.parse_handle(h), p["primary_server"], p["primary_export_root"], p["dr_export_root"])
+            tops.add(w["rel_dir"].split("/")[0])
+        except sn.BadHandle:
+            continue
+    return tops
+
+
+def import_one(p, ns, fname):
+    """The import record of one metadata document: (result, [VSC, VS])."""
+    r = {"namespace": ns, "name": fname[:-5]}
+    with open(os.path.join(p["metadata_dir"], ns, fname)) as f:
+        doc = json.load(f)
+    arc = doc.get("archive") or {}
+    if (doc.get("namespace"), doc.get("name")) != (ns, r["name"]):
+        raise sn.BadHandle("document %s/%s names %s/%s" % (ns, fname, doc.get("namespace"), doc.get("name")))
+    if arc.get("status") != "replicated":
+        r.update(status="skipped", reason="no replicated archive at DR (%s)" % arc.get("status", "metadata only"))
+        return r, []
+    snap = sn.parse_handle(arc.get("handle"))
+    where = sn.archive_paths(snap, p["primary_server"], p["primary_export_root"], p["dr_export_root"])
+    check_dr_dir(p, where)
+    dst = arc.get("path")
+    if dst not in where["dr_files"].values():
+        raise sn.BadHandle("recorded DR path %r is not the archive of handle %s" % (dst, arc.get("handle")))
+    if not os.path.isfile(dst) or os.path.islink(dst) or os.path.getsize(dst) != arc.get("size"):
+        raise ArchiveMissing("archive %s missing at DR or not of the recorded size %s" % (dst, arc.get("size")))
+    if p["checksum"] and sn.sha256_file(dst) != arc.get("sha256"):
+        raise ArchiveMissing("archive %s at DR does not match its recorded sha256" % dst)
+    dh = sn.dr_handle(snap, p["dr_server"], where["dr_share"])
+    vsc, vs = sn.import_objects(doc, dh)
+    r.update(status="importable", content=vsc["metadata"]["name"], dr_handle=dh, archive_path=dst)
+    return r, [vsc, vs]
+
+
+def snapshots_import(p, namespaces):
+    """Pre-provisioned VolumeSnapshotContents and VolumeSnapshots for the
+    replicated archives of the given namespaces (applied by the caller)."""
+    results, objects = [], []
+    for ns in namespaces:
+        d = os.path.join(p["metadata_dir"], safe_name(ns))
+        for fname in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if not fname.endswith(".json"):
+                continue
+            try:
+                r, objs = import_one(p, ns, fname)
+            except (sn.BadHandle, ArchiveMissing, OSError, ValueError, AttributeError) as e:
+                r, objs = {"namespace": ns, "name": fname[:-5], "status": "failed", "reason": str(e)}, []
+            results.append(r)
+            objects.extend(objs)
+    return results, objects
 
 
 def periodic(p, module):
@@ -1207,7 +1438,7 @@ def periodic(p, module):
         entries = map_all(p, p["pvs"])
         run_sync(p, entries, check)
     retention = catalogue_retention(p, check)
-    known = set(e["rel"].split("/")[0] for e in entries if e.get("rel"))
+    known = set(e["rel"].split("/")[0] for e in entries if e.get("rel")) | snapshot_tops(p)
     root = p["dr_export_root"]
     dirs = [n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)) and not reserved_name(n)]
     held = deletions_held(p, len([n for n in dirs if n not in known]), len(dirs)) if p["archive_orphans"] else ""
@@ -1290,9 +1521,19 @@ def reconcile_metadata(p, check):
         if held:
             out.append({"namespace": ns, "name": name, "status": "held", "reason": held})
             continue
+        r = {"namespace": ns, "name": name, "status": "removed", "reason": "no such VolumeSnapshot on the primary"}
+        try:
+            # A missed delete event: its archive at DR is archived, as by snapshot_delete.
+            target = archive_snapshot_dir(p, path, check)
+        except (sn.BadHandle, OSError, RuntimeError) as e:
+            r.update(status="failed", reason="cannot archive the snapshot's archive at DR: %s" % e)
+            out.append(r)
+            continue
+        if target:
+            r["archive_path"] = target
         if not check:
             os.remove(path)
-        out.append({"namespace": ns, "name": name, "status": "removed", "reason": "no such VolumeSnapshot on the primary"})
+        out.append(r)
     return out
 
 
@@ -1357,6 +1598,161 @@ def rewrite(p, pvs, pvcs, check_mode=False):
     return entries, out_pvs, out_pvcs
 
 
+# ---------------------------------------------------------------- drill (docs/lifecycle.md)
+
+DRILL_MODES = ("drill_prepare", "drill_teardown")
+DRILLS_DIR = ".ocpdr-drills"
+DRILL_ID_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")
+DRILL_LABEL = "ocpv-dr.io/drill"
+
+
+def drill_problem(p):
+    """Why the drill parameters do not suit, or None."""
+    if not DRILL_ID_RE.match(p.get("drill_id") or ""):
+        return "drill_id must be 1-20 lower case letters, digits and '-' (not at either end)"
+    if p["mode"] == "drill_prepare":
+        if not p["dr_server"]:
+            return "dr_server is required for mode drill_prepare"
+        try:
+            rp.check_spec(p["recovery_point"])
+        except ValueError:
+            return "recovery_point %r is not latest, latest-application-consistent or an RFC 3339 time" % p["recovery_point"]
+    return None
+
+
+def drill_namespace(p, ns):
+    return str((p.get("namespace_map") or {}).get(ns) or ns + "-drill")
+
+
+def drill_root(p):
+    return rp.safe_dir(p["dr_export_root"], DRILLS_DIR, p["drill_id"])
+
+
+def drill_pv_name(pv_name, drill_id):
+    suffix = "-drill-" + drill_id
+    return pv_name[:253 - len(suffix)] + suffix
+
+
+def drill_objects(p, pv, e):
+    """The drill's PV (in-tree NFS on the DR server, Retain, bound to the
+    drill claim) and PVC (drill namespace, same claim name)."""
+    spec = pv.get("spec") or {}
+    ref = spec.get("claimRef") or {}
+    labels = {DRILL_LABEL: p["drill_id"], "ocpv-dr.io/drill-source": e["name"][:63]}
+    pv_spec = {k: json.loads(json.dumps(spec[k])) for k in ("capacity", "accessModes", "volumeMode", "mountOptions", "storageClassName") if k in spec}
+    pv_spec.update(nfs={"server": p["dr_server"], "path": e["drill_path"]}, persistentVolumeReclaimPolicy="Retain",
+                   claimRef={"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": e["namespace"], "name": ref["name"]})
+    pvc_spec = {"accessModes": spec.get("accessModes") or ["ReadWriteMany"], "volumeName": e["drill_pv"],
+                "resources": {"requests": {"storage": (spec.get("capacity") or {}).get("storage", "1Gi")}},
+                "storageClassName": spec.get("storageClassName", "")}
+    if spec.get("volumeMode"):
+        pvc_spec["volumeMode"] = spec["volumeMode"]
+    return ({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": e["drill_pv"], "labels": labels}, "spec": pv_spec},
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": ref["name"], "namespace": e["namespace"], "labels": labels}, "spec": pvc_spec})
+
+
+DRILL_RECORD = ".ocpdr-drill.json"
+
+
+def drill_record(p):
+    """{rel: point (time, consistency, path)} of the drill's clones, so that a
+    re-run reports the point a kept directory holds, not a newer one."""
+    try:
+        with open(os.path.join(drill_root(p), DRILL_RECORD)) as f:
+            rec = json.load(f)
+        return rec if isinstance(rec, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def drill_remember(p, rel, pt):
+    rec = drill_record(p)
+    rec[rel] = {"time": pt["time"], "consistency": pt["consistency"], "path": pt["path"]}
+    rp.write_json(os.path.join(drill_root(p), DRILL_RECORD), rec)
+
+
+def drill_clone(p, e, pt, check_mode):
+    """Reflink-clone the point's data/ to the drill directory (made whole
+    by a rename; an existing one, from an earlier run, is kept)."""
+    dst = rp.safe_dir(drill_root(p), e["rel"])
+    e["drill_path"] = dst
+    if check_mode or os.path.isdir(dst):
+        return
+    os.makedirs(os.path.dirname(dst), mode=0o700, exist_ok=True)
+    partial = dst + rp.PARTIAL
+    rp.remove_any(partial)
+    with Lock(p["dr_export_root"], e["rel"], p["lock_timeout"]):
+        rp.clone(os.path.join(pt["path"], "data"), partial)
+    os.rename(partial, dst)
+    rp.fsync_dir(os.path.dirname(dst))
+    drill_remember(p, e["rel"], pt)
+
+
+def drill_entry(p, pv, now, check_mode):
+    """One PV of the drill: its point chosen and cloned, or why not."""
+    e = {"name": obj_name(pv), "status": "skipped", "reason": ""}
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    if p["namespaces"] and ref.get("namespace") not in p["namespaces"]:
+        e["reason"] = "not bound to a claim in the drill's namespaces"
+        return e
+    try:
+        e.update(map_pv(pv, p))
+        if not ref.get("name") or not ref.get("namespace"):
+            raise Refused("PV has no claimRef: nothing to restore it for")
+        pt = drill_record(p).get(e["rel"])
+        if pt is None or not os.path.isdir(rp.safe_dir(drill_root(p), e["rel"])):
+            cat = rp.list_points(p["dr_export_root"], e["rel"])
+            pt = rp.select_point(cat["points"], p["recovery_point"])
+        if pt is None:
+            raise Refused(no_point_reason(p["recovery_point"], cat["points"]) if p["recovery_point"] != rp.SELECT_LATEST
+                          else "no recovery point: a drill starts only from a recovery point")
+        e.update(point_time=pt["time"], point_consistency=pt["consistency"], point_path=pt["path"],
+                 rpo_seconds=round((now - rp.parse_time(pt["time"])).total_seconds(), 3),
+                 namespace=drill_namespace(p, ref["namespace"]), source_namespace=ref["namespace"], claim=ref["name"],
+                 drill_pv=drill_pv_name(e["name"], p["drill_id"]))
+        drill_clone(p, e, pt, check_mode)
+    except (Refused, rp.PointError, OSError, ValueError, RuntimeError) as err:
+        e.update(status="failed", reason=str(err))
+        return e
+    e.update(status="prepared", reason="")
+    return e
+
+
+def drill_prepare(p, pvs, check_mode=False):
+    """(entries, pvs, pvcs) of a drill: every PV's point cloned under
+    <dr_export_root>/.ocpdr-drills/<drill_id>/; nothing else is touched."""
+    now, entries, out_pvs, out_pvcs = rp.utcnow(), [], [], []
+    by_name = {obj_name(pv): pv for pv in pvs}
+    for pv in pvs:
+        e = drill_entry(p, pv, now, check_mode)
+        entries.append(e)
+        if e["status"] == "prepared":
+            new_pv, new_pvc = drill_objects(p, by_name[e["name"]], e)
+            out_pvs.append(new_pv)
+            out_pvcs.append(new_pvc)
+    return entries, out_pvs, out_pvcs
+
+
+def drill_teardown(p, check_mode=False):
+    """Remove the drill's directories (renamed .deleting first)."""
+    path = drill_root(p)
+    exists = os.path.lexists(path)
+    if exists and not check_mode:
+        rp.remove_tree(path)
+    return {"path": path, "removed": exists}
+
+
+def run_drill_mode(module, p):
+    if p["mode"] == "drill_teardown":
+        r = drill_teardown(p, module.check_mode)
+        module.exit_json(changed=r["removed"], drill=[r])
+    if fenced(p):
+        module.fail_json(msg="the DR site is active (%s exists): no drill while it is failed over" % MARKER, fenced=True)
+    entries, pvs, pvcs = drill_prepare(p, p["pvs"], module.check_mode)
+    module.exit_json(changed=any(e["status"] == "prepared" for e in entries) and not module.check_mode,
+                     drill=entries, summary=summarize(entries), pvs=pvs, pvcs=pvcs)
+
 def summarize(entries):
     s = {}
     for e in entries:
@@ -1368,7 +1764,7 @@ def summarize(entries):
 
 
 MODES = ["map", "sync", "archive", "snapshot_put", "snapshot_delete", "periodic", "rewrite",
-         "capture", "capture_release", "point", "points", "points_prune"]
+         "capture", "capture_release", "point", "points", "points_prune", "snapshot_import"] + list(DRILL_MODES)
 # Modes that run on the primary NFS server whatever the direction (no DR root needed).
 PRIMARY_MODES = ("capture", "capture_release")
 
@@ -1380,6 +1776,8 @@ def argument_spec():
         dr_server=dict(type="str"),
         pvs=dict(type="list", elements="dict", default=[]),
         snapshots=dict(type="list", elements="dict", default=[]),
+        snapshot_contents=dict(type="list", elements="dict", default=[]),
+        namespaces=dict(type="list", elements="str", default=[]),
         primary_server=dict(type="str", required=True),
         primary_export_root=dict(type="path", required=True),
         dr_export_root=dict(type="path"),
@@ -1414,6 +1812,8 @@ def argument_spec():
         points_daily_days=dict(type="int", default=7),
         recovery_point=dict(type="str", default="latest"),
         use_points=dict(type="bool", default=True),
+        drill_id=dict(type="str"),
+        namespace_map=dict(type="dict", default={}),
     )
 
 
@@ -1444,10 +1844,14 @@ def bad_params(p):
     if why:
         return why
     mode = p["mode"]
-    if mode in ("snapshot_put", "snapshot_delete", "periodic") and not p["metadata_dir"]:
+    if mode in ("snapshot_put", "snapshot_delete", "periodic", "snapshot_import") and not p["metadata_dir"]:
         return "metadata_dir is required for mode %s" % mode
+    if mode == "snapshot_import" and not p["dr_server"]:
+        return "dr_server is required for mode snapshot_import"
     if mode == "capture" and p["capture_method"] == "command" and not p["capture_command"]:
         return "capture_command is required with capture_method command"
+    if mode in DRILL_MODES and drill_problem(p):
+        return drill_problem(p)
     if mode == "point" and p["sync_results"] is None:
         return "sync_results (the results of the push sync) is required for mode point"
     if mode == "rewrite":
@@ -1518,6 +1922,9 @@ def main():
     if mode in ("point", "points", "points_prune"):
         run_points_mode(module, p)
 
+    if mode in DRILL_MODES:
+        run_drill_mode(module, p)
+
     if mode == "map":
         entries = map_all(p, p["pvs"])
         module.exit_json(changed=False, results=entries, summary=summarize(entries))
@@ -1550,6 +1957,10 @@ def main():
     if mode == "snapshot_delete":
         res, changed = snapshots_delete(p, p["snapshots"], check)
         module.exit_json(changed=changed, snapshots=res)
+
+    if mode == "snapshot_import":
+        res, objects = snapshots_import(p, p["namespaces"])
+        module.exit_json(changed=False, snapshots=res, objects=objects)
 
     entries, snaps, orphans, purged, retention = periodic(p, module)
     changed = (any(e.get("changes", 0) > 0 for e in entries) or bool(purged)

@@ -8,13 +8,18 @@
 from __future__ import absolute_import, division, print_function
 
 import datetime
+import errno
+import fcntl
 import hashlib
+import inspect
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 __metaclass__ = type
 
@@ -222,6 +227,44 @@ def run_command(argv, dst, timeout=None):
     raise PointError("capture command %s: %s" % (argv[0], err or "exit %s" % rc))
 
 
+# ---------------------------------------------------------------- locks
+
+LOCK_DIR = ".ocpdr-locks"
+
+
+def lock_path(root, rel):
+    return os.path.join(root, LOCK_DIR, rel.replace("/", "%") + ".lock")
+
+
+class Lock(object):
+    """flock on a per-directory lock file inside the DR export root (or, for
+    captures, shared by readers, inside <primary root>/.ocpdr-captures)."""
+
+    def __init__(self, root, rel, timeout, shared=False):
+        os.makedirs(os.path.join(root, LOCK_DIR), exist_ok=True)
+        self.path = lock_path(root, rel)
+        self.timeout = timeout
+        self.fd = None
+        self.how = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, self.how | fcntl.LOCK_NB)
+                return self
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+                    os.close(self.fd)
+                    raise RuntimeError("directory is locked by another sync (waited %ss)" % self.timeout)
+                time.sleep(0.2)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
 # ---------------------------------------------------------------- captures (primary)
 
 def capture(src, root, rel, name, method="reflink", command=None, timeout=None):
@@ -250,6 +293,83 @@ def capture(src, root, rel, name, method="reflink", command=None, timeout=None):
         rec["path"] = None
     rec["duration"] = round(time.time() - start, 3)
     return rec
+
+
+def reserved_part(part):
+    """True for a path component DR uses for itself (any depth)."""
+    return part.startswith(".ocpdr") or part.startswith("archived-")
+
+
+def live_dir(src, root):
+    """src when it is a live PV directory below root (no symlink out of it,
+    none into a reserved name); ValueError with the reason otherwise."""
+    if not os.path.isdir(src):
+        raise ValueError("primary directory %s is missing" % src)
+    real, top = os.path.realpath(src), os.path.realpath(root)
+    if not real.startswith(top + "/"):
+        raise ValueError("primary path resolves outside the export root (symlink): %s" % real)
+    if any(reserved_part(x) for x in os.path.relpath(real, top).split("/")):
+        raise ValueError("primary path resolves into a name reserved for DR (symlink): %s" % real)
+    return src
+
+
+def capture_entry(entry, o, deadline, check_mode=False):
+    """The capture record of one mapped (or refused) PV entry (name, rel,
+    primary_path, status, reason). o: root, method, command, lock_timeout,
+    timeout (the capture_timeout the deadline came from)."""
+    rec = {"name": entry["name"], "rel": entry.get("rel"), "path": None, "time": None, "method": o["method"],
+           "status": "refused", "reason": entry.get("reason", ""), "duration": 0}
+    if entry["status"] != "mapped":
+        return rec
+    try:
+        src = live_dir(entry["primary_path"], o["root"])
+    except ValueError as e:
+        rec["reason"] = str(e)
+        return rec
+    if o["method"] == "none" or check_mode:
+        why = "check mode: nothing captured" if check_mode else "capture_method none"
+        rec.update(status="skipped", reason=why + ": the sync copies the live directory (inconsistent)")
+        return rec
+    left = None if deadline is None else deadline - time.time()
+    if left is not None and left <= 0:
+        rec.update(status="failed", reason="capture_timeout (%ss) used up before this PV: not captured" % o["timeout"])
+        return rec
+    try:
+        caps = top_dir(o["root"], CAPTURES_DIR)
+        with Lock(caps, entry["rel"], o["lock_timeout"] if left is None else left, shared=True):
+            return capture(src, o["root"], entry["rel"], entry["name"], o["method"], o.get("command"), left)
+    except (ValueError, RuntimeError, OSError) as e:
+        rec.update(status="failed", reason=str(e))
+        return rec
+
+
+CAPTURE_WORKERS = 8
+
+
+def capture_entries(entries, o, check_mode=False):
+    """One capture per PV entry, within o["timeout"] seconds (0: no limit),
+    up to CAPTURE_WORKERS at once: a batch's VMs stay frozen until its last
+    clone, and a clone mostly waits on the filesystem's metadata journal."""
+    deadline = time.time() + o["timeout"] if o.get("timeout", 0) > 0 else None
+    if len(entries) < 2:
+        return [capture_entry(e, o, deadline, check_mode) for e in entries]
+    with ThreadPoolExecutor(max_workers=min(len(entries), CAPTURE_WORKERS)) as pool:
+        return list(pool.map(lambda e: capture_entry(e, o, deadline, check_mode), entries))
+
+
+def capture_program():
+    """Python source that runs capture_entries on another host: this module's
+    own source (so both sides capture with the same code), then a main that
+    reads {"entries": [...], "options": {...}} on stdin and prints the records
+    as JSON. ocpdr_freeze runs it over SSH on the primary NFS host."""
+    return inspect.getsource(sys.modules[__name__]) + "\n\n" + _CAPTURE_MAIN
+
+
+_CAPTURE_MAIN = """
+if __name__ == "__main__":
+    _req = json.load(sys.stdin)
+    json.dump(capture_entries(_req["entries"], _req["options"]), sys.stdout)
+"""
 
 
 def stamped(names):
