@@ -89,6 +89,7 @@ func (v *Velero) restore(ctx context.Context, r *unstructured.Unstructured) ([]s
 	}
 	excluded, _, _ := unstructured.NestedStringSlice(r.Object, "spec", "excludedResources")
 	included, _, _ := unstructured.NestedStringSlice(r.Object, "spec", "includedNamespaces")
+	mapping, _, _ := unstructured.NestedStringMap(r.Object, "spec", "namespaceMapping")
 	obj, err := v.S3.GetObject(ctx, v.Bucket, path.Join(v.Prefix, "backups", backup, backup+".tar.gz"), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", backup, err)
@@ -132,14 +133,15 @@ func (v *Velero) restore(ctx context.Context, r *unstructured.Unstructured) ([]s
 		}
 		labels["velero.io/backup-name"], labels["velero.io/restore-name"] = backup, r.GetName()
 		u.SetLabels(labels)
+		target := remapNamespace(u, it, mapping)
 		var cerr error
 		if it.ns == "" {
 			_, cerr = v.DR.Resource(gvr).Create(ctx, u, metav1.CreateOptions{})
 		} else {
-			_, cerr = v.DR.Resource(gvr).Namespace(it.ns).Create(ctx, u, metav1.CreateOptions{})
+			_, cerr = v.DR.Resource(gvr).Namespace(target).Create(ctx, u, metav1.CreateOptions{})
 		}
 		if apierrors.IsAlreadyExists(cerr) {
-			warnings = append(warnings, fmt.Sprintf("%s %s/%s already exists", it.gr, it.ns, it.name))
+			warnings = append(warnings, fmt.Sprintf("%s %s/%s already exists", it.gr, target, u.GetName()))
 			continue
 		}
 		if cerr != nil {
@@ -147,6 +149,24 @@ func (v *Velero) restore(ctx context.Context, r *unstructured.Unstructured) ([]s
 		}
 	}
 	return warnings, nil
+}
+
+// remapNamespace applies spec.namespaceMapping as Velero does: a Namespace
+// item is renamed, a namespaced item moves to the mapped namespace. It
+// returns the namespace the item is created in ("" when cluster-scoped).
+func remapNamespace(u *unstructured.Unstructured, it item, mapping map[string]string) string {
+	if it.gr == "namespaces" {
+		if to, ok := mapping[it.name]; ok {
+			u.SetName(to)
+		}
+		return ""
+	}
+	to, ok := mapping[it.ns]
+	if !ok {
+		return it.ns
+	}
+	u.SetNamespace(to)
+	return to
 }
 
 var grToGVR = map[string]schema.GroupVersionResource{

@@ -181,6 +181,25 @@ func TestBackupRestoreAndVMStatus(t *testing.T) {
 		return ""
 	})
 
+	// spec.namespaceMapping (the drill) restores the VMs into another namespace.
+	must(d.Resource(sim.GVRRestore).Namespace("openshift-adp").Create(ctx, obj("velero.io/v1", "Restore", "openshift-adp", "mapped", map[string]any{
+		"backupName": "simb", "excludedResources": []any{"persistentvolumes", "persistentvolumeclaims"}, "includedNamespaces": []any{"simns"},
+		"namespaceMapping": map[string]any{"simns": "simns-drill"},
+	}), metav1.CreateOptions{}))
+	waitFor(ctx, t, "VM restored into the mapped namespace", func() string {
+		if _, err := d.Resource(sim.GVRNamespace).Get(ctx, "simns-drill", metav1.GetOptions{}); err != nil {
+			return err.Error()
+		}
+		vm, err := d.Resource(sim.GVRVM).Namespace("simns-drill").Get(ctx, "sim-vm", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if vm.GetNamespace() != "simns-drill" {
+			return "namespace " + vm.GetNamespace()
+		}
+		return ""
+	})
+
 	// A restore of a backup that does not exist fails with the reason.
 	must(d.Resource(sim.GVRRestore).Namespace("openshift-adp").Create(ctx, obj("velero.io/v1", "Restore", "openshift-adp", "missing", map[string]any{"backupName": "nope"}), metav1.CreateOptions{}))
 	waitFor(ctx, t, "restore Failed", func() string {
