@@ -27,6 +27,7 @@ import (
 	"github.com/ocpv-dr/ocpv-dr/test/lab"
 	"github.com/ocpv-dr/ocpv-dr/test/sim"
 	"github.com/ocpv-dr/ocpv-dr/test/sim/guest"
+	"github.com/ocpv-dr/ocpv-dr/test/sim/virtapi"
 )
 
 func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
@@ -314,4 +315,53 @@ func TestFreezeBudgetOverrunThaws(t *testing.T) {
 	if pts := e.points(t, ns+"-slow"); len(pts) != 0 {
 		t.Fatalf("a point was kept from a cut capture: %+v", pts)
 	}
+}
+
+// The periodic sync takes its points the same way: with a two-disk guest
+// writing, every point it keeps is application-consistent by the checker,
+// and both disks' points come from one freeze (the same capture time).
+func TestPeriodicSyncPointsPassTheChecker(t *testing.T) {
+	e := startIn(t, "points-periodic")
+	e.vmDisks(t, "per", 2, nil)
+	e.l.MustPlaybook(t, periodicPlaybook, map[string]any{"ocpdr_report_dir": t.TempDir()})
+	var times []string
+	for i := 1; i <= 2; i++ {
+		pts := e.points(t, e.ns+"-"+diskName("per", i))
+		if len(pts) == 0 {
+			t.Fatalf("disk %d: no point at DR after the periodic sync", i)
+		}
+		last := pts[len(pts)-1]
+		res, err := guest.Check(filepath.Join(last.path, "data", sim.DiskImage))
+		if err != nil || res.Level != guest.ApplicationConsistent || last.Consistency != "application-consistent" {
+			t.Fatalf("disk %d point %s (%s): %v %v, want application-consistent", i, last.Time, last.Consistency, res.Level, err)
+		}
+		times = append(times, last.Time)
+	}
+	frozen, thawed := lastFreeze(t, e.api.Server.FreezeLog(e.ns, "per").Events)
+	for _, pt := range times {
+		at, err := time.Parse(time.RFC3339Nano, pt)
+		if err != nil || at.Before(frozen) || at.After(thawed) {
+			t.Errorf("point %s is not inside the freeze %s..%s: the disks were not captured in one freeze", pt, frozen, thawed)
+		}
+	}
+}
+
+// lastFreeze is the last freeze's frozen and thawed times from a freeze log.
+func lastFreeze(t *testing.T, events []virtapi.Event) (time.Time, time.Time) {
+	t.Helper()
+	var frozen, thawed time.Time
+	for _, ev := range events {
+		switch ev.Kind {
+		case "freeze":
+			frozen, thawed = ev.Time, time.Time{}
+		case "unfreeze", "auto-thaw":
+			if !frozen.IsZero() && thawed.IsZero() {
+				thawed = ev.Time
+			}
+		}
+	}
+	if frozen.IsZero() || thawed.IsZero() {
+		t.Fatalf("no complete freeze in the log: %+v", events)
+	}
+	return frozen, thawed
 }
