@@ -74,9 +74,7 @@ func TestFailoverStorageClassesAndGuestChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An earlier test in this binary may have failed over already: fail back.
-	_ = os.Remove(filepath.Join(l.DR.ExportRoot, ".ocpdr-dr-active"))
-	_ = dcs.CoreV1().ConfigMaps("openshift-adp").Delete(ctx, "ocpdr-dr-active", metav1.DeleteOptions{})
+	liftFence(ctx, l, dcs)
 
 	const ns = "mixed"
 	must := func(err error) {
@@ -243,3 +241,11 @@ func TestFailoverStorageClassesAndGuestChecks(t *testing.T) {
 }
 
 func resourceQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+// liftFence undoes an earlier test's failover (the DR-active marker and
+// ConfigMap): with the fence up, the final sync of the next failover refuses
+// to pull from the primary.
+func liftFence(ctx context.Context, l *lab.Lab, dcs kubernetes.Interface) {
+	_ = os.Remove(filepath.Join(l.DR.ExportRoot, ".ocpdr-dr-active"))
+	_ = dcs.CoreV1().ConfigMaps("openshift-adp").Delete(ctx, "ocpdr-dr-active", metav1.DeleteOptions{})
+}

@@ -123,6 +123,8 @@ func TestFailoverWithRealVelero(t *testing.T) {
 	p, d := dynamic.NewForConfigOrDie(prc), dynamic.NewForConfigOrDie(drc)
 	const ns = "vms-velero"
 	disks := []string{"db-root", "web-root"}
+	dcs := kubernetes.NewForConfigOrDie(drc)
+	liftFence(ctx, l, dcs) // earlier tests of this binary failed over
 	seedVMs(ctx, t, l, p, ns, disks)
 
 	vp := lab.StartVelero(t, l, &l.Primary)
@@ -144,7 +146,7 @@ func TestFailoverWithRealVelero(t *testing.T) {
 	}
 	restore := assertRealRestore(ctx, t, d, name)
 	assertRestoredVMs(ctx, t, d, ns, name, restore)
-	assertDRVolumes(ctx, t, l, kubernetes.NewForConfigOrDie(drc), ns, disks)
+	assertDRVolumes(ctx, t, l, dcs, ns, disks)
 }
 
 // assertRealRestore checks that Velero at DR completed the playbook's
