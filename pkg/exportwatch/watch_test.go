@@ -159,10 +159,16 @@ func TestStartupRescanReportsExistingDirs(t *testing.T) {
 
 // A burst of writes to one PV directory is reported once, after it is quiet.
 func TestBurstIsDebounced(t *testing.T) {
-	h := start(t, Config{Quiet: 300 * time.Millisecond, MaxDelay: 5 * time.Second}, nil)
+	const quiet = 300 * time.Millisecond
+	h := start(t, Config{Quiet: quiet, MaxDelay: 5 * time.Second}, nil)
+	began := time.Now()
 	for i := 0; i < 50; i++ {
 		h.write("pv-1/disk.img", "x")
 	}
+	// On an idle machine the burst takes milliseconds: one report. A machine
+	// so busy that the burst itself outlasts the quiet period may split it,
+	// once per quiet period it took, never once per write.
+	allowed := int(time.Since(began) / quiet)
 	c := h.next(5 * time.Second)
 	if filepath.Base(c.Dir) != "pv-1" {
 		t.Fatalf("reported %s, want pv-1", c.Dir)
@@ -173,31 +179,31 @@ func TestBurstIsDebounced(t *testing.T) {
 	if c.Changes < 1 {
 		t.Errorf("Changes = %d, want the burst's events counted", c.Changes)
 	}
-	if extra := h.drain(time.Second); len(extra) != 0 {
-		t.Errorf("burst reported %d more times: %+v", len(extra), extra)
+	if extra := h.drain(time.Second); len(extra) > allowed {
+		t.Errorf("burst reported %d more times (the burst took %d quiet periods): %+v", len(extra), allowed, extra)
 	}
 }
 
 // A directory written to continuously is still reported every MaxDelay.
 func TestContinuousWritesHonourMaxDelay(t *testing.T) {
 	h := start(t, Config{Quiet: 600 * time.Millisecond, MaxDelay: 800 * time.Millisecond}, nil)
-	stop := time.After(2500 * time.Millisecond)
+	// 2.5 s of writes every 40 ms; on a machine too busy to keep that pace
+	// the writing goes on (up to 15 s) until 60 writes were made.
+	began, writes := time.Now(), 0
 	var reports []Change
-loop:
-	for i := 0; ; i++ {
+	for time.Since(began) < 2500*time.Millisecond || (writes < 60 && time.Since(began) < 15*time.Second) {
 		select {
-		case <-stop:
-			break loop
 		case c := <-h.out:
 			reports = append(reports, c)
 		case <-time.After(40 * time.Millisecond):
 			h.write("busy/disk.img", "y")
+			writes++
 		}
 	}
 	if len(reports) < 2 {
-		t.Fatalf("got %d reports during 2.5 s of constant writes, want >= 2 (max delay 800ms)", len(reports))
+		t.Fatalf("got %d reports during %s of constant writes (%d writes), want >= 2 (max delay 800ms)", len(reports), time.Since(began).Round(time.Millisecond), writes)
 	}
-	if len(reports) > 6 {
+	if len(reports) > max(6, int(time.Since(began)/(800*time.Millisecond))+3) {
 		t.Errorf("got %d reports, want a handful, not one per write", len(reports))
 	}
 }
