@@ -27,8 +27,12 @@ func TestShippedCatalog(t *testing.T) {
 		"EDA - Sync NFS Path to DR":            "playbooks/event_driven/handle_nfs_path_sync.yml",
 		"DR - Periodic Storage Sync":           "playbooks/scheduled/execute_periodic_sync.yml",
 		"DR - Execute Failover":                "playbooks/manual_dr/execute_failover.yml",
+		"DR - Execute Drill":                   "playbooks/manual_dr/execute_drill.yml",
 	}
-	workflows := map[string]string{"One-Click Disaster Recovery Failover": "playbooks/manual_dr/execute_failover.yml"}
+	workflows := map[string]string{
+		"One-Click Disaster Recovery Failover": "playbooks/manual_dr/execute_failover.yml",
+		"DR - Drill":                           "playbooks/manual_dr/execute_drill.yml",
+	}
 	for _, tc := range []struct {
 		got, want map[string]string
 	}{{c.JobTemplates, jobs}, {c.WorkflowTemplates, workflows}} {

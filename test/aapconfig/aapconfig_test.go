@@ -49,7 +49,12 @@ type config struct {
 	Workflow struct {
 		Name string `json:"name"`
 	} `json:"ocpdr_aap_failover_workflow"`
-	Rrule string `json:"ocpdr_aap_periodic_rrule"`
+	Rrule         string `json:"ocpdr_aap_periodic_rrule"`
+	Drill         string `json:"ocpdr_aap_drill_template"`
+	DrillWorkflow struct {
+		Name string `json:"name"`
+	} `json:"ocpdr_aap_drill_workflow"`
+	DrillRrule string `json:"ocpdr_aap_drill_rrule"`
 }
 
 func loadConfig(t *testing.T) config {
@@ -243,7 +248,7 @@ func TestConfigureController(t *testing.T) {
 		}
 		creds := names(c.Associated("job_templates", o["id"], "credentials"))
 		want := []string{"OCP-DR Cluster Pair", "OCP-DR NFS Hosts"}
-		if jt.Name == cfg.Failover {
+		if jt.Name == cfg.Failover || jt.Name == cfg.Drill { // both read the backup from S3
 			want = []string{"OCP-DR Backup Bucket", "OCP-DR Cluster Pair", "OCP-DR NFS Hosts"}
 		}
 		if strings.Join(creds, ",") != strings.Join(want, ",") {
@@ -273,6 +278,7 @@ func TestConfigureController(t *testing.T) {
 	if !same(node["unified_job_template"], failoverJT["id"]) {
 		t.Errorf("workflow node runs %v, want the failover job template %v", node["unified_job_template"], failoverJT["id"])
 	}
+	checkDrill(t, c, cfg, org)
 
 	// A second run changes nothing and writes nothing.
 	before := len(c.Writes())
@@ -291,6 +297,31 @@ func TestConfigureController(t *testing.T) {
 	}
 	if checked.changed == 0 || len(c.Writes()) != before {
 		t.Errorf("check run: changed=%d, writes %v", checked.changed, c.Writes()[before:])
+	}
+}
+
+// checkDrill: the drill workflow has its survey, runs the drill job template
+// (which drills the failover namespaces) and is scheduled weekly.
+func checkDrill(t *testing.T, c *aaptest.Server, cfg config, org any) {
+	t.Helper()
+	wf := one(t, c, "workflow_job_templates", aaptest.Object{"name": cfg.DrillWorkflow.Name, "organization": org})
+	spec, _ := json.Marshal(c.Survey("workflow_job_templates", wf["id"]))
+	for _, v := range []string{"dr_drill_backup_name", "dr_drill_recovery_point"} {
+		if wf["survey_enabled"] != true || !strings.Contains(string(spec), `"variable":"`+v+`"`) {
+			t.Errorf("drill workflow survey (enabled %v) lacks %s: %s", wf["survey_enabled"], v, spec)
+		}
+	}
+	jt := one(t, c, "job_templates", aaptest.Object{"name": cfg.Drill})
+	if ev, _ := jt["extra_vars"].(string); !strings.Contains(ev, "dr_drill_namespaces") {
+		t.Errorf("drill job template extra_vars %q lack dr_drill_namespaces", jt["extra_vars"])
+	}
+	node := one(t, c, "workflow_job_template_nodes", aaptest.Object{"workflow_job_template": wf["id"]})
+	if !same(node["unified_job_template"], jt["id"]) {
+		t.Errorf("drill workflow node runs %v, want the drill job template %v", node["unified_job_template"], jt["id"])
+	}
+	sched := one(t, c, "schedules", aaptest.Object{"unified_job_template": wf["id"]})
+	if rr, _ := sched["rrule"].(string); rr != cfg.DrillRrule || !strings.Contains(rr, "FREQ=WEEKLY") || sched["enabled"] != true {
+		t.Errorf("drill schedule: rrule %v enabled %v, want %s enabled", sched["rrule"], sched["enabled"], cfg.DrillRrule)
 	}
 }
 
@@ -340,7 +371,7 @@ func TestTemplateNamesAgree(t *testing.T) {
 		cat[w.Name] = "workflow"
 	}
 	cfg := loadConfig(t)
-	aap := map[string]string{cfg.Workflow.Name: "workflow"}
+	aap := map[string]string{cfg.Workflow.Name: "workflow", cfg.DrillWorkflow.Name: "workflow"}
 	for _, j := range cfg.JobTemplates {
 		aap[j.Name] = j.Playbook
 	}
