@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // ProtocolVersion is the version this package speaks; both ends must agree.
@@ -130,6 +131,22 @@ func (c *conn) flush() error {
 func (c *conn) sendError(err error) {
 	_ = c.sendJSON(frameError, map[string]string{"error": err.Error()})
 	_ = c.flush()
+}
+
+// finish ends one side's run: a local failure is told to the peer (a
+// failure the peer reported is not echoed back), a success gets the
+// connection's byte counts and the duration since start.
+func (c *conn) finish(res *Result, err error, start time.Time) (*Result, error) {
+	if err != nil {
+		var pe *ProtocolError
+		if !errors.As(err, &pe) {
+			c.sendError(err)
+		}
+		return nil, err
+	}
+	res.BytesSent, res.BytesReceived = c.sent, c.recv
+	res.DurationSeconds = time.Since(start).Seconds()
+	return res, nil
 }
 
 // recv reads one frame of at most limit payload bytes; an error frame from

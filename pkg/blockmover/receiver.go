@@ -62,16 +62,7 @@ func Receive(opts ReceiveOptions, r io.Reader, w io.Writer) (*Result, error) {
 	}
 	defer s.close()
 	res, err := s.run(c)
-	if err != nil {
-		var pe *ProtocolError
-		if !errors.As(err, &pe) {
-			c.sendError(err)
-		}
-		return nil, err
-	}
-	res.BytesSent, res.BytesReceived = c.sent, c.recv
-	res.DurationSeconds = time.Since(start).Seconds()
-	return res, nil
+	return c.finish(res, err, start)
 }
 
 func openReceiver(opts ReceiveOptions) (*recvState, error) {

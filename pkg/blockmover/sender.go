@@ -88,16 +88,7 @@ func Send(opts SendOptions, r io.Reader, w io.Writer) (*Result, error) {
 	defer s.close()
 	c := newConn(r, w)
 	res, err := s.run(c)
-	if err != nil {
-		var pe *ProtocolError
-		if !errors.As(err, &pe) {
-			c.sendError(err)
-		}
-		return nil, err
-	}
-	res.BytesSent, res.BytesReceived = c.sent, c.recv
-	res.DurationSeconds = time.Since(start).Seconds()
-	return res, nil
+	return c.finish(res, err, start)
 }
 
 func openSender(opts SendOptions) (*sendState, error) {
