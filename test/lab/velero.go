@@ -52,6 +52,16 @@ var (
 type Velero struct {
 	*Process
 	Site *Site
+	lock *os.File // the host's Velero lock, held while the server runs
+}
+
+// stop stops the server and releases the host's Velero lock (veleroMu held).
+func (v *Velero) stop() {
+	_, _ = v.Stop(20 * time.Second)
+	if v.lock != nil {
+		_ = v.lock.Close()
+		v.lock = nil
+	}
 }
 
 // Only one Velero server runs at a time on the host: controller-runtime's
@@ -80,7 +90,7 @@ func StartVelero(t testing.TB, l *Lab, s *Site) *Velero {
 func (v *Velero) StopServer() {
 	veleroMu.Lock()
 	defer veleroMu.Unlock()
-	_, _ = v.Stop(20 * time.Second)
+	v.stop()
 	if veleroCurrent == v {
 		veleroCurrent = nil
 	}
@@ -108,13 +118,19 @@ func (l *Lab) startVelero(ctx context.Context, s *Site) (*Velero, error) {
 	veleroMu.Lock()
 	defer veleroMu.Unlock()
 	if veleroCurrent != nil {
-		_, _ = veleroCurrent.Stop(20 * time.Second)
+		veleroCurrent.stop()
 		veleroCurrent = nil
 	}
-	v, err := l.runVeleroServer(ctx, s, bin, creds)
+	lock, err := lockVeleroHost(ctx)
 	if err != nil {
 		return nil, err
 	}
+	v, err := l.runVeleroServer(ctx, s, bin, creds)
+	if err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	v.lock = lock
 	veleroCurrent = v
 	return v, nil
 }
