@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
 )

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-	"gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
 )
