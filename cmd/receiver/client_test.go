@@ -59,6 +59,14 @@ func startLocalReceiver(t *testing.T) string {
 	return ""
 }
 
+// exitOf is the process exit code of a command's error (0 for none).
+func exitOf(err error) int {
+	if err == nil {
+		return 0
+	}
+	return exitCode(err)
+}
+
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	cmd := newRootCommand()
@@ -95,15 +103,36 @@ func TestLaunchFollowAndLogs(t *testing.T) {
 	if err != nil || !strings.Contains(out, "PLAY RECAP") {
 		t.Errorf("logs 1: %v\n%s", err, out)
 	}
-	// preflight: pv-1 synced just now (ok); then a failed sync of pv-2 makes it not ready.
-	if out, err := runCLI(t, "preflight", "--url", url); err != nil || !strings.Contains(out, "ok   no volume failing") {
+	// preflight: pv-1 synced just now (ok) but no readiness check reported:
+	// not ready; a readiness check with every fact ok makes it ready; a
+	// raised fence, then a failed sync of pv-2, make it not ready.
+	if out, err := runCLI(t, "preflight", "--url", url); exitOf(err) != 1 || !strings.Contains(out, "ok   no volume failing") ||
+		!strings.Contains(out, "FAIL failover readiness: no readiness check has reported") {
+		t.Errorf("preflight without a readiness check: exit %d\n%s", exitOf(err), out)
+	}
+	if out, err := runCLI(t, "launch", "DR - Readiness Check", "--follow", "--url", url); err != nil {
+		t.Fatalf("readiness check: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "preflight", "--url", url); err != nil || !strings.Contains(out, "ok   Fence state: standby: no DR-active fence") ||
+		!strings.Contains(out, "ok   Newest completed backup: velero-daily completed") {
 		t.Errorf("preflight when ready: %v\n%s", err, out)
 	}
+	if out, err := runCLI(t, "preflight", "--max-age", "1ns", "--url", url); exitOf(err) != 1 || !strings.Contains(out, "FAIL readiness check of job") {
+		t.Errorf("preflight with a stale readiness check: exit %d\n%s", exitOf(err), out)
+	}
+	fenced := `readiness_checks=[{"name":"backup","ok":true},{"name":"s3","ok":true},{"name":"dr_api","ok":true},{"name":"dr_nfs","ok":true},` +
+		`{"name":"storage_classes","ok":true},{"name":"fence","ok":false,"detail":"DR site active (failed over): the fence is up"}]`
+	_, _ = runCLI(t, "launch", "DR - Readiness Check", "-e", fenced, "--follow", "--url", url)
+	if out, err := runCLI(t, "preflight", "--url", url); exitOf(err) != 1 || !strings.Contains(out, "FAIL Fence state: DR site active (failed over): the fence is up") ||
+		!strings.Contains(out, "ok   DR API reachable") {
+		t.Errorf("preflight with the fence up: exit %d\n%s", exitOf(err), out)
+	}
+	_, _ = runCLI(t, "launch", "DR - Readiness Check", "--follow", "--url", url)
 	_, _ = runCLI(t, "launch", "Sync report", "-e", `sync_report_volumes=[{"name":"pv-2","status":"failed","reason":"no route"}]`,
 		"-e", "sync_report_fail=true", "--follow", "--url", url)
 	out, err = runCLI(t, "preflight", "--url", url)
-	if exitCode(err) != 1 || !strings.Contains(out, "FAIL no volume failing: pv-2 (no route)") {
-		t.Errorf("preflight with a failing volume: exit %d\n%s", exitCode(err), out)
+	if exitOf(err) != 1 || !strings.Contains(out, "FAIL no volume failing: pv-2 (no route)") {
+		t.Errorf("preflight with a failing volume: exit %d\n%s", exitOf(err), out)
 	}
 	if _, err := runCLI(t, "preflight", "--url", "http://127.0.0.1:1"); exitCode(err) != 2 {
 		t.Errorf("preflight without a receiver: exit %d", exitCode(err))

@@ -120,6 +120,8 @@ fire times are kept in <state-dir>/schedules.json.`,
 	fl.Int("retain-count", d.RetainCount, "how many finished events and jobs stay visible in /api/v1")
 	fl.String("schedules", "", "YAML list of cron-like template schedules, e.g. examples/schedules.yml (empty: none)")
 	fl.Duration("default-rpo", d.DefaultRPO, "recovery point objective of volumes without an ocpv-dr.io/rpo annotation; an older DR copy is a breach (0: none)")
+	fl.StringSlice("rpo-namespace", nil, "objective of a namespace's volumes, namespace=duration (vms=30m; repeat or comma-separate); below a PV's ocpv-dr.io/rpo annotation and a VM's objective")
+	fl.StringSlice("rpo-vm", nil, "objective of a VM's volumes, namespace/vm=duration (vms/db=15m; repeat or comma-separate); the strictest of a volume's VMs applies")
 	fl.String("site-name", d.SiteName, "name of this site: a failover or failback launched through the API needs --confirm with it")
 	fl.String("controller-url", "", "AAP Controller (https://host or gateway https://host/api/controller/); empty: local runner")
 	fl.String("controller-token-file", "", "file holding the Controller token (or RECEIVER_CONTROLLER_TOKEN, EDA_CONTROLLER_TOKEN)")
@@ -152,6 +154,7 @@ func configFrom(v *cliconfig.Values) (receiver.Config, error) {
 	c.Rulebook, c.Vars, c.StateDir = v.GetString("rulebook"), v.GetString("vars"), v.GetString("state-dir")
 	c.RetainAge, c.RetainCount = v.GetDuration("retain-age"), v.GetInt("retain-count")
 	c.Schedules, c.DefaultRPO, c.SiteName = v.GetString("schedules"), v.GetDuration("default-rpo"), v.GetString("site-name")
+	c.RPONamespaces, c.RPOVMs = v.GetStringSlice("rpo-namespace"), v.GetStringSlice("rpo-vm")
 	c.ControllerURL = v.GetString("controller-url")
 	if c.ControllerURL == "" {
 		c.ControllerURL = os.Getenv("EDA_CONTROLLER_URL")

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,10 +31,13 @@ func newPreflightCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "preflight",
 		Short: "Check what the receiver knows about failover readiness (exit 0 ready, 1 not ready, 2 unknown)",
-		Long: `preflight asks a running receiver (operator token) for its per-volume state and prints one line per
-check: volumes are known, none failing, none older than its RPO objective. The exit code is 0 when every
-check passes, 1 when one fails, 2 when the receiver cannot be asked. It does not check the DR site itself
-(S3, DR API, NFS, storage classes): the pre-failover playbook does.`,
+		Long: `preflight asks a running receiver (operator token) for its per-volume state and its newest failover
+readiness facts, and prints one line per check: volumes are known, none failing, none older than its RPO
+objective; then each fact of the newest readiness check (the "DR - Readiness Check" template,
+playbooks/manual_dr/check_readiness.yml, every 15 minutes by the receiver's default schedule): the newest
+completed backup and its age, S3, DR API and DR NFS reachable, storage classes present at DR, the fence
+state; and that this check is not older than --max-age. The exit code is 0 when every check passes, 1 when
+one fails (or no readiness check has reported), 2 when the receiver cannot be asked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(cmd)
@@ -44,7 +48,12 @@ check passes, 1 when one fails, 2 when the receiver cannot be asked. It does not
 			if err != nil {
 				return &exitError{2, err}
 			}
-			failed := preflightReport(c.out, vols)
+			rd, err := c.readiness(cmd.Context())
+			if err != nil {
+				return &exitError{2, err}
+			}
+			maxAge, _ := cmd.Flags().GetDuration("max-age")
+			failed := preflightReport(c.out, vols) + readinessReport(c.out, rd, maxAge)
 			if failed > 0 {
 				return &exitError{1, fmt.Errorf("not ready: %d check(s) failed", failed)}
 			}
@@ -52,6 +61,7 @@ check passes, 1 when one fails, 2 when the receiver cannot be asked. It does not
 		},
 	}
 	clientFlags(cmd)
+	cmd.Flags().Duration("max-age", time.Hour, "a newest readiness check older than this fails")
 	return cmd
 }
 
@@ -72,6 +82,51 @@ func (c *client) volumes(ctx context.Context) ([]drstate.View, error) {
 		return nil, fmt.Errorf("volumes: %w", err)
 	}
 	return out.Volumes, nil
+}
+
+// readiness reads the newest readiness facts; nil when none reported.
+func (c *client) readiness(ctx context.Context) (*drstate.Readiness, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/api/v1/readiness", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("readiness (%d): %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	var rd drstate.Readiness
+	if err := json.Unmarshal(b, &rd); err != nil {
+		return nil, fmt.Errorf("readiness: %w", err)
+	}
+	return &rd, nil
+}
+
+// readinessReport prints the facts of the newest readiness check and
+// returns how many failed.
+func readinessReport(w io.Writer, rd *drstate.Readiness, maxAge time.Duration) int {
+	if rd == nil {
+		fmt.Fprintln(w, "FAIL failover readiness: no readiness check has reported (run the \"DR - Readiness Check\" template)")
+		return 1
+	}
+	failed := 0
+	mark := func(ok bool) string {
+		if ok {
+			return "ok  "
+		}
+		failed++
+		return "FAIL"
+	}
+	age := time.Duration(rd.AgeSeconds) * time.Second
+	fmt.Fprintf(w, "%s readiness check of job %d, %s old (at most %s)\n", mark(age <= maxAge), rd.Job, age.Round(time.Second), maxAge)
+	for _, c := range rd.Checks {
+		fmt.Fprintf(w, "%s %s: %s\n", mark(c.OK), c.Title, c.Detail)
+	}
+	return failed
 }
 
 // preflightReport prints the checks and returns how many failed.

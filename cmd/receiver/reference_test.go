@@ -10,6 +10,7 @@ import (
 	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig"
 	"github.com/ocpv-dr/ocpv-dr/pkg/cliconfig/cliconfigtest"
 	"github.com/ocpv-dr/ocpv-dr/pkg/clidoc"
+	"github.com/ocpv-dr/ocpv-dr/pkg/drstate"
 	"github.com/ocpv-dr/ocpv-dr/pkg/receiver"
 )
 
@@ -128,4 +129,30 @@ func TestTokenPolicyAtStart(t *testing.T) {
 // and in the --config file.
 func TestEveryFlagThroughEverySource(t *testing.T) {
 	cliconfigtest.CheckEveryFlag(t, newServeCommand, "RECEIVER")
+}
+
+// The shipped example configuration file parses, and its objectives are
+// valid items of --rpo-namespace and --rpo-vm.
+func TestExampleConfigFile(t *testing.T) {
+	cmd := newServeCommand()
+	if err := cmd.ParseFlags([]string{"--config", "../../examples/receiver-config.yml"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := cliconfig.NewViper(cmd, "RECEIVER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := configFrom(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.RPONamespaces, " ") != "vm-prod=1h vm-batch=8h" || strings.Join(c.RPOVMs, " ") != "vm-prod/db=15m" || c.DefaultRPO != 2*time.Hour {
+		t.Errorf("objectives: namespaces %v, VMs %v, default %v", c.RPONamespaces, c.RPOVMs, c.DefaultRPO)
+	}
+	if _, err := drstate.ParseObjectives(c.RPONamespaces, false); err != nil {
+		t.Error(err)
+	}
+	if vms, err := drstate.ParseObjectives(c.RPOVMs, true); err != nil || vms["vm-prod/db"] != 15*time.Minute {
+		t.Errorf("VM objectives %v: %v", vms, err)
+	}
 }

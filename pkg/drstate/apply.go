@@ -71,6 +71,7 @@ func (s *State) Apply(j Job) error {
 			s.applyHint(v, j.Hint)
 		}
 	}
+	kept := s.keepReport(j, kind, rep)
 	copies := make([]*Volume, len(changed))
 	for i, v := range changed {
 		c := *v
@@ -78,11 +79,23 @@ func (s *State) Apply(j Job) error {
 		copies[i] = &c
 	}
 	s.mu.Unlock()
-	if s.cfg.Store == nil || len(copies) == 0 {
+	return s.persist(j.ID, copies, kept)
+}
+
+// persist writes the volumes and the report a job changed.
+func (s *State) persist(job uint64, vols []*Volume, rep *Report) error {
+	if s.cfg.Store == nil {
 		return nil
 	}
-	if err := s.cfg.Store.Put(copies); err != nil {
-		return fmt.Errorf("drstate: persist job %d: %w", j.ID, err)
+	if len(vols) > 0 {
+		if err := s.cfg.Store.Put(vols); err != nil {
+			return fmt.Errorf("drstate: persist job %d: %w", job, err)
+		}
+	}
+	if rs, ok := s.cfg.Store.(ReportStore); ok && rep != nil {
+		if err := rs.PutReport(rep); err != nil {
+			return fmt.Errorf("drstate: persist the %s report of job %d: %w", rep.Kind, job, err)
+		}
 	}
 	return nil
 }

@@ -55,23 +55,32 @@ type View struct {
 	Volume
 	AgeSeconds   float64 `json:"age_seconds"` // age of the DR copy (-1: none)
 	ObjectiveSec float64 `json:"rpo_objective_seconds"`
-	State        string  `json:"state"`
-	Breach       bool    `json:"breach"`
+	// ObjectiveFrom says where the objective comes from: annotation, vm,
+	// namespace or default (empty: no objective).
+	ObjectiveFrom string `json:"rpo_objective_from,omitempty"`
+	State         string `json:"state"`
+	Breach        bool   `json:"breach"`
 }
 
 // Config configures a State.
 type Config struct {
 	Store      Store         // persistence; nil keeps the state in memory only
 	DefaultRPO time.Duration // objective of volumes without their own; 0: none
-	Now        func() time.Time
-	Logger     *zap.Logger
+	// VMObjectives ("namespace/vm") and NamespaceObjectives apply below a
+	// volume's own annotation and above DefaultRPO (see Objectives).
+	VMObjectives        map[string]time.Duration
+	NamespaceObjectives map[string]time.Duration
+	Now                 func() time.Time
+	Logger              *zap.Logger
 }
 
 // State is the per-volume state; safe for concurrent use.
 type State struct {
-	cfg  Config
-	mu   sync.RWMutex
-	vols map[string]*Volume
+	cfg     Config
+	obj     Objectives
+	mu      sync.RWMutex
+	vols    map[string]*Volume
+	reports map[string]*Report // newest report of each kind
 }
 
 // New loads the persisted volumes from cfg.Store.
@@ -82,7 +91,11 @@ func New(cfg Config) (*State, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	s := &State{cfg: cfg, vols: map[string]*Volume{}}
+	s := &State{cfg: cfg, vols: map[string]*Volume{}, reports: map[string]*Report{},
+		obj: Objectives{Default: cfg.DefaultRPO, VMs: cfg.VMObjectives, Namespaces: cfg.NamespaceObjectives}}
+	if err := s.loadReports(); err != nil {
+		return nil, err
+	}
 	if cfg.Store != nil {
 		vols, err := cfg.Store.Load()
 		if err != nil {
@@ -104,11 +117,9 @@ func (s *State) Len() int {
 
 // view computes v's age, objective and state at now.
 func (s *State) view(v *Volume, now time.Time) View {
-	out := View{Volume: *v, AgeSeconds: -1, ObjectiveSec: v.RPOSeconds}
+	out := View{Volume: *v, AgeSeconds: -1}
 	out.VMs = slices.Clone(v.VMs)
-	if out.ObjectiveSec == 0 {
-		out.ObjectiveSec = s.cfg.DefaultRPO.Seconds()
-	}
+	out.ObjectiveSec, out.ObjectiveFrom = s.obj.objective(v)
 	copyAt := v.RecoveryPoint
 	if copyAt == nil {
 		copyAt = v.LastSuccess

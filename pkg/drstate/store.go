@@ -20,6 +20,9 @@ type Store interface {
 // BucketName is the bbolt bucket BoltStore uses by default.
 var BucketName = []byte("drstate_volumes")
 
+// ReportBucketName is the bbolt bucket of the newest report of each kind.
+var ReportBucketName = []byte("drstate_reports")
+
 // BoltStore keeps volumes in a bucket of a bbolt database.
 type BoltStore struct {
 	DB     *bolt.DB
@@ -79,6 +82,51 @@ func (b BoltStore) Put(vols []*Volume) error {
 	})
 	if err != nil {
 		return fmt.Errorf("write %s: %w", b.bucket(), err)
+	}
+	return nil
+}
+
+// LoadReports reads the newest report of each kind; one that does not decode
+// is skipped with an error naming it after the others are read.
+func (b BoltStore) LoadReports() ([]*Report, error) {
+	var out []*Report
+	var bad error
+	err := b.DB.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(ReportBucketName)
+		if bk == nil {
+			return nil
+		}
+		return bk.ForEach(func(k, v []byte) error {
+			r := &Report{}
+			if err := json.Unmarshal(v, r); err != nil || r.Kind == "" {
+				bad = fmt.Errorf("report %q does not decode: %v", k, err)
+				return nil
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ReportBucketName, err)
+	}
+	return out, bad
+}
+
+// PutReport writes the newest report of its kind.
+func (b BoltStore) PutReport(r *Report) error {
+	enc, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode the %s report: %w", r.Kind, err)
+	}
+	err = b.DB.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(ReportBucketName)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(r.Kind), enc)
+	})
+	if err != nil {
+		return fmt.Errorf("write %s: %w", ReportBucketName, err)
 	}
 	return nil
 }

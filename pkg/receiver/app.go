@@ -206,6 +206,8 @@ func (r *Receiver) buildServers() error {
 	main.Get("/api/v1/events", api.events)
 	main.Get("/api/v1/jobs", api.jobs)
 	main.Get("/api/v1/volumes", api.volumes)
+	main.Get("/api/v1/readiness", api.readiness)
+	main.Get("/reports/{kind}", api.reportPage)
 	main.Get("/api/v1/jobs/{id}", api.job)
 	main.Get("/api/v1/jobs/{id}/log", api.jobLog)
 	main.Post("/api/v1/launch", api.launchHandler)

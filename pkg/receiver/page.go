@@ -32,7 +32,16 @@ const pageJobs = 50
 //go:embed page.html
 var pageHTML string
 
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{"age": age, "when": when}).Parse(pageHTML))
+//go:embed style.html
+var styleHTML string
+
+var pageTmpl = pageTemplate("page", pageHTML)
+
+// pageTemplate parses an HTML page with the shared style and functions.
+func pageTemplate(name, text string) *template.Template {
+	t := template.Must(template.New(name).Funcs(template.FuncMap{"age": age, "when": when}).Parse(text))
+	return template.Must(t.Parse(styleHTML))
+}
 
 // pageData is what the page shows.
 type pageData struct {
@@ -44,10 +53,12 @@ type pageData struct {
 	Counts     map[string]int
 	InBreach   int
 	Jobs       []inbox.Job
-	Periodic   *inbox.Job // newest periodic sync
-	Readiness  *inbox.Job // newest failover readiness check
-	Failover   *inbox.Job // newest failover or failback
-	Drill      *inbox.Job // newest drill
+	Periodic   *inbox.Job         // newest periodic sync
+	Readiness  *inbox.Job         // newest failover readiness check job
+	Ready      *drstate.Readiness // facts of the newest readiness report
+	Reports    []reportView       // newest report of each kind
+	Failover   *inbox.Job         // newest failover or failback
+	Drill      *inbox.Job         // newest drill
 	Refresh    int
 }
 
@@ -73,7 +84,9 @@ func (a *apiHandler) pageData() (*pageData, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &pageData{Now: time.Now().UTC(), Volumes: a.state.Views(), Jobs: jobs, Refresh: 30}
+	now := time.Now().UTC()
+	d := &pageData{Now: now, Volumes: a.state.Views(), Jobs: jobs, Refresh: 30, Ready: a.state.Readiness(),
+		Reports: latestReports(a.state, now)}
 	d.Counts, d.InBreach = a.state.Counts()
 	vms := map[string]bool{}
 	for _, v := range d.Volumes {
@@ -106,13 +119,19 @@ func (a *apiHandler) render(w http.ResponseWriter, code int, d *pageData) {
 		http.Error(w, "cannot render the page", http.StatusInternalServerError)
 		return
 	}
+	pageHeaders(w)
+	w.WriteHeader(code)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// pageHeaders sets the headers of the HTML pages: no caching, a strict
+// Content-Security-Policy (no script at all).
+func pageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
 }
 
 // login serves POST /api/v1/login: the form's token for a session cookie.
@@ -184,9 +203,18 @@ func age(sec float64) string {
 	}
 }
 
-// when prints a time in UTC, or "-".
-func when(t *time.Time) string {
-	if t == nil || t.IsZero() {
+// when prints a time (time.Time or *time.Time) in UTC, or "-".
+func when(v any) string {
+	var t time.Time
+	switch x := v.(type) {
+	case time.Time:
+		t = x
+	case *time.Time:
+		if x != nil {
+			t = *x
+		}
+	}
+	if t.IsZero() {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")

@@ -1,8 +1,10 @@
 // The status page in a real browser: Debian's headless Chromium (driven by
 // chromedp) logs in with the operator token through the form and reads the
-// page of a receiver whose state comes from real local jobs (feedVolumes):
-// the rows a person sees, worst first, the breach marker, the readiness
-// panel, a working log link, and no console errors. A screenshot is saved
+// page of a receiver whose state comes from real local jobs (feedVolumes, a
+// readiness check with the fence up, a failover report): the rows a person
+// sees, worst first, the breach marker, each readiness fact with ok or
+// FAILED and its age, the latest reports and the failover report's steps and
+// volumes behind its link, a working log link, and no console errors. A screenshot is saved
 // in the test's output directory (OCPDR_TEST_ARTIFACTS, else a temp dir,
 // named in the log).
 package receiver
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +100,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	r := serve(t, cfg, syncEngine{})
 	base := "http://" + r.addr
 	feedVolumes(t, base)
+	launchAndWait(t, base, fencedReadiness)
 	ctx, problems := browser(t)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible("#token")); err != nil {
@@ -109,6 +113,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	summary, rows := text(t, ctx, "#summary"), text(t, ctx, "#volume-table tbody")
 	readiness, breachRow := text(t, ctx, "#readiness"), text(t, ctx, "tr.breach")
+	fence, backup := text(t, ctx, `tr[data-check="fence"]`), text(t, ctx, `tr[data-check="backup"]`)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -135,8 +140,15 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if !strings.Contains(breachRow, "RPO BREACH") || !strings.Contains(breachRow, "pv-old") || !strings.Contains(breachRow, "60m") {
 		t.Errorf("breach row %q", breachRow)
 	}
-	if !strings.Contains(readiness, "Last readiness check: none recorded") {
+	if !strings.Contains(readiness, "Last readiness check: job") || !strings.Contains(readiness, "Failover ready: NOT READY") {
 		t.Errorf("readiness panel %q", readiness)
+	}
+	if !strings.Contains(fence, "Fence state") || !strings.Contains(fence, "FAILED") || !strings.Contains(fence, "the fence is up") ||
+		!regexp.MustCompile(`\d+s`).MatchString(fence) {
+		t.Errorf("fence fact %q: want FAILED with its detail and age", fence)
+	}
+	if !strings.Contains(backup, "Newest completed backup") || !strings.Contains(backup, "ok") || !strings.Contains(backup, "velero-daily completed") {
+		t.Errorf("backup fact %q", backup)
 	}
 	// The log link of the failed volume's job works with the session cookie.
 	if err := chromedp.Do(ctx, chromedp.Click("tr.failing a"), chromedp.WaitVisible("pre")); err != nil {
@@ -145,6 +157,31 @@ func TestStatusPageInBrowser(t *testing.T) {
 	logText := text(t, ctx, "pre")
 	if !strings.Contains(logText, "Sync failed: rsync: connection refused") {
 		t.Errorf("job log %q", logText)
+	}
+	// A failover reports: the latest reports list it first with its summary,
+	// and its link opens it: steps with timings, per-volume rows.
+	launchAndWait(t, base, failoverReport)
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible("#report-table")); err != nil {
+		t.Fatalf("reload the page: %v", err)
+	}
+	reports := text(t, ctx, "#report-table tbody")
+	if lines := strings.Split(strings.TrimSpace(reports), "\n"); len(lines) != 3 || !strings.HasPrefix(lines[0], "failover") ||
+		!strings.Contains(lines[0], "pvcs 2, pvs 2, vms 1") || !strings.HasPrefix(lines[1], "readiness\tnot-ready") {
+		t.Errorf("latest reports (failover, readiness, event-sync):\n%s", reports)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`a[href="/reports/failover"]`), chromedp.WaitVisible("#report-steps")); err != nil {
+		t.Fatalf("open the failover report: %v", err)
+	}
+	steps, vols, result := text(t, ctx, "#report-steps tbody"), text(t, ctx, "#report-volumes tbody"), text(t, ctx, "#report-result")
+	if shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(filepath.Join(filepath.Dir(path), "report-failover.png"), shot, 0o644)
+	}
+	if result != "ok" || !strings.Contains(steps, "parse backup velero-daily") || !strings.Contains(steps, "3.25") ||
+		!strings.Contains(steps, "final data sync") || !strings.Contains(steps, "41.50") {
+		t.Errorf("failover report result %q, steps:\n%s", result, steps)
+	}
+	if vl := strings.Split(strings.TrimSpace(vols), "\n"); len(vl) != 2 || !strings.Contains(vl[0], "pv-fresh") || !strings.Contains(vl[1], "rsync: connection refused") {
+		t.Errorf("failover report volumes:\n%s", vols)
 	}
 	if p := problems(); len(p) > 0 {
 		t.Errorf("console problems: %v", p)

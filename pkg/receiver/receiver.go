@@ -23,6 +23,7 @@ import (
 
 	"github.com/ocpv-dr/ocpv-dr/pkg/aap"
 	"github.com/ocpv-dr/ocpv-dr/pkg/dispatch"
+	"github.com/ocpv-dr/ocpv-dr/pkg/drstate"
 	"github.com/ocpv-dr/ocpv-dr/pkg/inbox"
 	"github.com/ocpv-dr/ocpv-dr/pkg/runner"
 	"github.com/ocpv-dr/ocpv-dr/pkg/signature"
@@ -56,6 +57,11 @@ type Config struct {
 	// DefaultRPO is the recovery point objective of volumes without an
 	// ocpv-dr.io/rpo annotation (0: none); over it a volume is in breach.
 	DefaultRPO time.Duration
+	// RPONamespaces ("namespace=30m") and RPOVMs ("namespace/vm=15m") set
+	// objectives by configuration: a PV's annotation > its VMs' > its
+	// namespace's > DefaultRPO.
+	RPONamespaces []string
+	RPOVMs        []string
 	// SiteName names this site: a failover or failback launched through
 	// the API must be confirmed with it.
 	SiteName string
@@ -163,6 +169,12 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultRPO < 0 {
 		errs = append(errs, errors.New("--default-rpo must not be negative"))
+	}
+	if _, err := drstate.ParseObjectives(c.RPONamespaces, false); err != nil {
+		errs = append(errs, fmt.Errorf("--rpo-namespace: %w", err))
+	}
+	if _, err := drstate.ParseObjectives(c.RPOVMs, true); err != nil {
+		errs = append(errs, fmt.Errorf("--rpo-vm: %w", err))
 	}
 	if c.MaxConcurrentJobs <= 0 {
 		errs = append(errs, errors.New("--max-concurrent-jobs must be positive"))

@@ -298,6 +298,8 @@ func TestValidate(t *testing.T) {
 		{"zero read timeout", func(c *Config) { c.ReadTimeout = 0 }, "--read-timeout"},
 		{"zero connections", func(c *Config) { c.MaxConnections = 0 }, "--max-connections"},
 		{"missing inventory", func(c *Config) { c.Inventory = "/nope" }, "--inventory"},
+		{"bad namespace objective", func(c *Config) { c.RPONamespaces = []string{"vms=soon"} }, `--rpo-namespace: drstate: RPO "soon"`},
+		{"VM objective without namespace", func(c *Config) { c.RPOVMs = []string{"db=15m"} }, "--rpo-vm: drstate: VM objective"},
 	}
 	for _, c := range cases {
 		cfg := good

@@ -19,8 +19,16 @@ import (
 
 // buildState opens the per-volume state in inbox.db.
 func (r *Receiver) buildState() error {
+	byNS, err := drstate.ParseObjectives(r.cfg.RPONamespaces, false)
+	if err != nil {
+		return err
+	}
+	byVM, err := drstate.ParseObjectives(r.cfg.RPOVMs, true)
+	if err != nil {
+		return err
+	}
 	st, err := drstate.New(drstate.Config{Store: drstate.BoltStore{DB: r.in.Bolt()}, DefaultRPO: r.cfg.DefaultRPO,
-		Logger: r.log.Named("drstate")})
+		NamespaceObjectives: byNS, VMObjectives: byVM, Logger: r.log.Named("drstate")})
 	if err != nil {
 		return err
 	}
@@ -100,4 +108,18 @@ func (a *apiHandler) volumes(w http.ResponseWriter, r *http.Request) {
 	vs := a.state.Views()
 	byState, breach := a.state.Counts()
 	writeJSON(w, map[string]any{"volumes": vs, "counts": byState, "in_breach": breach, "at": time.Now().UTC()})
+}
+
+// readiness serves GET /api/v1/readiness: the newest failover readiness
+// facts (404 when no readiness check has reported yet).
+func (a *apiHandler) readiness(w http.ResponseWriter, r *http.Request) {
+	if !a.auth.check(w, r) {
+		return
+	}
+	rd := a.state.Readiness()
+	if rd == nil {
+		http.Error(w, "no readiness check has reported yet", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, rd)
 }

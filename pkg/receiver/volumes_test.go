@@ -166,3 +166,23 @@ func TestVolumesFromControllerArtifacts(t *testing.T) {
 		t.Errorf("volume from Controller artifacts: %+v", got)
 	}
 }
+
+// Objectives by configuration on real jobs: a VM's objective beats its
+// namespace's, a PV's annotation beats both.
+func TestObjectivesFromConfiguration(t *testing.T) {
+	cfg := volumeConfig(t)
+	cfg.RPONamespaces, cfg.RPOVMs = []string{"vms=20m"}, []string{"vms/vm-a=5m"}
+	r := serve(t, cfg, syncEngine{})
+	feedVolumes(t, "http://"+r.addr)
+	v := waitVolumes(t, "http://"+r.addr, 3)
+	var got []string
+	for _, vol := range v.Volumes {
+		got = append(got, fmt.Sprintf("%s:%s:%.0f:%s", vol.Name, vol.State, vol.ObjectiveSec, vol.ObjectiveFrom))
+	}
+	// pv-fresh (vm-a, 10 minutes old) is over vm-a's 5m; pv-old keeps its
+	// annotation's 30m; pv-bad (no VM) takes its namespace's 20m.
+	want := "pv-bad:failing:1200:namespace pv-old:breach:1800:annotation pv-fresh:breach:300:vm"
+	if strings.Join(got, " ") != want {
+		t.Errorf("volumes:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+}

@@ -26,6 +26,7 @@ func TestShippedCatalog(t *testing.T) {
 		"EDA - Delete VolumeSnapshot Metadata": "playbooks/event_driven/handle_snapshot_delete.yml",
 		"EDA - Sync NFS Path to DR":            "playbooks/event_driven/handle_nfs_path_sync.yml",
 		"DR - Periodic Storage Sync":           "playbooks/scheduled/execute_periodic_sync.yml",
+		"DR - Readiness Check":                 "playbooks/manual_dr/check_readiness.yml",
 		"DR - Execute Failover":                "playbooks/manual_dr/execute_failover.yml",
 		"DR - Execute Drill":                   "playbooks/manual_dr/execute_drill.yml",
 	}

@@ -132,7 +132,7 @@ func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	names := map[string]bool{}
 	full := regexp.MustCompile(`Namespace:\s*"ocpdr",\s*Subsystem:\s*(?:"([a-z_]+)"|subsystem),\s*Name:\s*"([a-z_]+)"`)
-	recv := regexp.MustCompile(`Name:\s*"(receiver_[a-z_]+)"`)
+	recv := regexp.MustCompile(`(?:Name:\s*|NewDesc\()"(receiver_[a-z_]+)"`)
 	subs := senderSubsystems(t)
 	goSources(t, func(src string) {
 		for _, m := range full.FindAllStringSubmatch(src, -1) {
@@ -158,7 +158,7 @@ func TestMetricNamesExist(t *testing.T) {
 	names := exported(t)
 	for _, want := range []string{"ocpdr_forwarder_queue_depth", "ocpdr_receiver_inbox_depth", "ocpdr_receiver_replication_lag_seconds",
 		"ocpdr_exportwatch_queue_overflows_total", "ocpdr_periodic_sync_last_run_timestamp_seconds",
-		"ocpdr_forwarder_undeliverable_events_total", "ocpdr_exportwatch_undeliverable_events_total"} {
+		"ocpdr_forwarder_undeliverable_events_total", "ocpdr_exportwatch_undeliverable_events_total", "ocpdr_receiver_failover_ready"} {
 		if !names[want] {
 			t.Fatalf("metric scan did not find %s (found %d names): the scan is broken", want, len(names))
 		}
