@@ -54,7 +54,9 @@ type config struct {
 	DrillWorkflow struct {
 		Name string `json:"name"`
 	} `json:"ocpdr_aap_drill_workflow"`
-	DrillRrule string `json:"ocpdr_aap_drill_rrule"`
+	DrillRrule     string `json:"ocpdr_aap_drill_rrule"`
+	Readiness      string `json:"ocpdr_aap_readiness_template"`
+	ReadinessRrule string `json:"ocpdr_aap_readiness_rrule"`
 }
 
 func loadConfig(t *testing.T) config {
@@ -248,7 +250,7 @@ func TestConfigureController(t *testing.T) {
 		}
 		creds := names(c.Associated("job_templates", o["id"], "credentials"))
 		want := []string{"OCP-DR Cluster Pair", "OCP-DR NFS Hosts"}
-		if jt.Name == cfg.Failover || jt.Name == cfg.Drill { // both read the backup from S3
+		if jt.Name == cfg.Failover || jt.Name == cfg.Drill || jt.Name == cfg.Readiness { // they read the backups in S3
 			want = []string{"OCP-DR Backup Bucket", "OCP-DR Cluster Pair", "OCP-DR NFS Hosts"}
 		}
 		if strings.Join(creds, ",") != strings.Join(want, ",") {
@@ -279,6 +281,11 @@ func TestConfigureController(t *testing.T) {
 		t.Errorf("workflow node runs %v, want the failover job template %v", node["unified_job_template"], failoverJT["id"])
 	}
 	checkDrill(t, c, cfg, org)
+	readiness := one(t, c, "job_templates", aaptest.Object{"name": cfg.Readiness})
+	rsched := one(t, c, "schedules", aaptest.Object{"unified_job_template": readiness["id"]})
+	if rsched["rrule"] != cfg.ReadinessRrule || !strings.Contains(cfg.ReadinessRrule, "FREQ=MINUTELY;INTERVAL=15") || rsched["enabled"] != true {
+		t.Errorf("readiness schedule: rrule %v enabled %v, want %s enabled", rsched["rrule"], rsched["enabled"], cfg.ReadinessRrule)
+	}
 
 	// A second run changes nothing and writes nothing.
 	before := len(c.Writes())
